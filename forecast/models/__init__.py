@@ -1,0 +1,1 @@
+"""Networks: recurrent cells, sequence layers, forecasters and heads."""
