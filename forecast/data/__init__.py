@@ -1,0 +1,1 @@
+"""Data layer: xarray in, tensors out (one adapter per data shape)."""

@@ -1,0 +1,86 @@
+"""Per-variable normalisation fitted on the training split only, saved with every run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from forecast.errors import DataError
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Per-variable affine scaling ``z = (x - offset) / scale``.
+
+    Args:
+        variables: variable names, in channel order.
+        offset: one offset per variable (the mean for z-score, the minimum for min-max).
+        scale: one scale per variable (the std for z-score, the range for min-max).
+        kind: ``"zscore"`` or ``"minmax"``.
+    """
+
+    variables: tuple[str, ...]
+    offset: tuple[float, ...]
+    scale: tuple[float, ...]
+    kind: str = "zscore"
+
+    @classmethod
+    def fit(cls, values: np.ndarray, variables: list[str], kind: str = "zscore") -> Normalizer:
+        """Fit on training values ``(T, C, ...)``, channels on axis 1; NaNs are ignored."""
+        if kind not in ("zscore", "minmax"):
+            raise DataError(f"normalisation kind must be 'zscore' or 'minmax', got '{kind}'")
+        axes = tuple(i for i in range(values.ndim) if i != 1)
+        if kind == "zscore":
+            offset = np.nanmean(values, axis=axes)
+            scale = np.nanstd(values, axis=axes)
+        else:
+            offset = np.nanmin(values, axis=axes)
+            scale = np.nanmax(values, axis=axes) - offset
+        if not np.all(np.isfinite(offset)):
+            bad = [v for v, o in zip(variables, offset, strict=True) if not np.isfinite(o)]
+            raise DataError(f"cannot fit normalisation: variables {bad} are all-NaN in training")
+        scale = np.where(scale > 0, scale, 1.0)  # a constant variable is left unscaled
+        return cls(tuple(variables), tuple(map(float, offset)), tuple(map(float, scale)), kind)
+
+    def _shape(self, values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = [1] * values.ndim
+        shape[axis] = len(self.variables)
+        return (
+            np.asarray(self.offset, dtype=values.dtype).reshape(shape),
+            np.asarray(self.scale, dtype=values.dtype).reshape(shape),
+        )
+
+    def transform(self, values: np.ndarray, axis: int = 1) -> np.ndarray:
+        """Scale raw values; ``axis`` is the channel axis."""
+        offset, scale = self._shape(values, axis)
+        return (values - offset) / scale
+
+    def inverse(self, values: np.ndarray, axis: int = 1) -> np.ndarray:
+        """Map scaled values back to physical units; ``axis`` is the channel axis."""
+        offset, scale = self._shape(values, axis)
+        return values * scale + offset
+
+    def to_json(self) -> str:
+        """Serialise to JSON."""
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> Normalizer:
+        """Load from :meth:`to_json` output."""
+        d = json.loads(text)
+        return cls(tuple(d["variables"]), tuple(d["offset"]), tuple(d["scale"]), d["kind"])
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically to ``path``."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Normalizer:
+        """Read a normaliser written by :meth:`save`."""
+        return cls.from_json(Path(path).read_text())

@@ -1,0 +1,74 @@
+"""ConvLSTM encoder-forecaster for gridded fields (Shi et al. 2015)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from forecast.models.conv_recurrent import ConvRecurrentStack
+
+
+class ConvLSTMForecaster(nn.Module):
+    """Encoder-forecaster ConvLSTM.  x: (B, T, C, H, W) -> y: (B, horizon, C_out, H, W).
+
+    A stacked encoder reads the context; its final states are handed to a stacked forecaster that
+    runs ``horizon`` steps with no input; a 1x1 convolution maps the forecaster's hidden state to
+    the output channels. With ``residual`` the net predicts the change from the last input frame.
+
+    Args:
+        in_channels: input channels per frame.
+        horizon: frames to forecast.
+        hidden_channels: hidden channels per layer (encoder and forecaster alike).
+        kernel_size: odd convolution kernel size.
+        out_channels: output channels (default: ``in_channels``).
+        peephole: use the ConvLSTM peephole (Hadamard) terms.
+        patch: space-to-depth factor; H and W must be divisible by it.
+        residual: predict increments over the last input frame.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        horizon: int,
+        hidden_channels: list[int],
+        kernel_size: int = 3,
+        out_channels: int | None = None,
+        peephole: bool = False,
+        patch: int = 1,
+        residual: bool = True,
+    ) -> None:
+        super().__init__()
+        out_channels = out_channels or in_channels
+        if residual and out_channels != in_channels:
+            raise ValueError(
+                f"residual forecasting needs out_channels == in_channels, got {out_channels} "
+                f"and {in_channels}"
+            )
+        self.in_channels, self.out_channels, self.horizon = in_channels, out_channels, horizon
+        self.patch, self.residual = patch, residual
+        hidden = list(hidden_channels)
+        p2 = patch * patch
+        self.encoder = ConvRecurrentStack(in_channels * p2, hidden, kernel_size, peephole=peephole)
+        self.forecaster = ConvRecurrentStack(
+            in_channels * p2, hidden, kernel_size, peephole=peephole
+        )
+        self.head = nn.Conv2d(hidden[-1], out_channels * p2, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, T, C, H, W) -> (B, horizon, C_out, H, W)."""
+        if x.dim() != 5 or x.shape[2] != self.in_channels:
+            raise ValueError(
+                f"expected input (B, T, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        b, t, c, h, w = x.shape
+        p = self.patch
+        if h % p or w % p:
+            raise ValueError(f"grid {h}x{w} is not divisible by patch size {p}")
+        z = F.pixel_unshuffle(x.reshape(b * t, c, h, w), p).reshape(b, t, c * p * p, h // p, w // p)
+        _, states = self.encoder(z)
+        out, _ = self.forecaster(None, states=states, steps=self.horizon)  # (B, horizon, Ch, h, w)
+        y = self.head(out.reshape(b * self.horizon, *out.shape[2:]))
+        y = F.pixel_shuffle(y, p).reshape(b, self.horizon, self.out_channels, h, w)
+        if self.residual:
+            y = y + x[:, -1:].to(y.dtype)
+        return y

@@ -1,0 +1,1 @@
+"""Entry points: thin Hydra shims, one per scheduled job."""
