@@ -1,147 +1,179 @@
-"""LightningDataModules: thin wrappers that build datasets from a source, one loader helper."""
+"""LightningDataModules: thin wrappers that build window datasets from a source, one loader helper.
+
+Under DDP, Lightning swaps each loader's sampler for a ``DistributedSampler`` (the Trainer's default
+``use_distributed_sampler=True``), so every rank reads only its own shard of window indices; with
+lazy reading that also means each rank reads only its own windows from disk.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any
 
 import lightning.pytorch as L
 import numpy as np
+import torch
 import xarray as xr
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
+from forecast.data.calendar import CALENDAR_FEATURES, calendar_features
 from forecast.data.datasets import GridWindows
 from forecast.data.normalize import Normalizer
+from forecast.data.reader import FrameReader, Source
+from forecast.data.schema import check_length, check_time, check_variables, spatial_dims
 from forecast.data.sources import fingerprint
 from forecast.data.spec import DataSpec
-from forecast.data.windows import split_bounds, window_starts
+from forecast.data.windows import (
+    SPLITS,
+    SplitSpec,
+    patch_origins,
+    resolve_splits,
+    window_missing,
+    window_starts,
+)
 from forecast.errors import DataError
 
-GRID_DIMS = ("time", "lat", "lon")
 
-
-class Source(Protocol):
-    """Anything that opens an ``xr.Dataset`` in the project schema."""
-
-    path: str
-
-    def open(self) -> xr.Dataset: ...
-
-
-class GridDataModule(L.LightningDataModule):
-    """Gridded fields ``(time, lat, lon)`` to windows ``x: (B, T, C, H, W)``, ``y: (B, T_out, ..)``.
+class WindowDataModule(L.LightningDataModule):
+    """Shared plumbing: splits, window filtering by missing fraction, normaliser, loaders.
 
     Args:
-        source: where the data come from (:mod:`forecast.data.sources`).
-        variables: data variables used as channels, in order.
         context: input steps.
         horizon: forecast steps.
-        splits: chronological (train, val, test) fractions.
-        stride: steps between training windows.
+        splits: three fractions, or ``{split: [start, stop]}`` rows or dates
+            (see :func:`forecast.data.windows.resolve_splits`).
+        stride: steps between training windows (val/test always use 1).
+        step: spacing of the time steps inside a window.
         batch_size: windows per batch.
         num_workers: loader worker processes.
-        normalization: ``"zscore"`` or ``"minmax"``, fitted on the training split.
+        pin_memory: pin host memory for faster GPU copies.
+        normalization: ``"zscore"`` or ``"minmax"``, fitted on the training split only.
+        max_missing: windows missing a larger fraction of values are skipped and counted.
+        calendar: add hour/day-of-year sin/cos covariates to every batch.
+        memory_budget_mb: load a store whole only when it fits; else read windows lazily.
+        seed: seeds the training loader's shuffling.
     """
 
     def __init__(
         self,
-        source: Source,
-        variables: list[str],
         context: int,
         horizon: int,
-        splits: Sequence[float] = (0.7, 0.15, 0.15),
+        splits: SplitSpec = (0.7, 0.15, 0.15),
         stride: int = 1,
+        step: int = 1,
         batch_size: int = 16,
         num_workers: int = 0,
+        pin_memory: bool = False,
         normalization: str = "zscore",
+        max_missing: float = 0.5,
+        calendar: bool = False,
+        memory_budget_mb: float = 1024.0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
-        self.source = source
-        self.variables = list(variables)
-        self.context = context
-        self.horizon = horizon
-        self.splits = tuple(splits)
-        self.stride = stride
-        self.batch_size = batch_size
-        self.num_workers = num_workers
+        if not 0.0 <= max_missing <= 1.0:
+            raise DataError(f"max_missing must be in [0, 1], got {max_missing}")
+        if normalization not in ("zscore", "minmax"):
+            raise DataError(f"normalization must be 'zscore' or 'minmax', got '{normalization}'")
+        self.context, self.horizon = int(context), int(horizon)
+        self.splits = splits
+        self.stride, self.step = int(stride), int(step)
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.pin_memory = bool(pin_memory)
         self.normalization = normalization
-        self._ds: xr.Dataset | None = None
+        self.max_missing = float(max_missing)
+        self.calendar = bool(calendar)
+        self.memory_budget_mb = float(memory_budget_mb)
+        self.seed = int(seed)
         self.normalizer: Normalizer | None = None
-        self.datasets: dict[str, GridWindows] = {}
+        self.datasets: dict[str, Dataset[dict[str, torch.Tensor]]] = {}
+        self.skipped: dict[str, int] = {}
 
     @property
-    def dataset(self) -> xr.Dataset:
-        """The opened source, checked against the grid schema."""
-        if self._ds is None:
-            ds = self.source.open()
-            missing = [v for v in self.variables if v not in ds.data_vars]
-            if missing:
-                raise DataError(
-                    f"{self.source.path}: variables {missing} not found; "
-                    f"available: {sorted(map(str, ds.data_vars))}"
-                )
-            for v in self.variables:
-                if tuple(ds[v].dims) != GRID_DIMS:
-                    raise DataError(
-                        f"{self.source.path}: variable '{v}' has dims {tuple(ds[v].dims)}, "
-                        f"expected {GRID_DIMS} (map names with the source's `rename`)"
-                    )
-            self._ds = ds[self.variables]
-        return self._ds
+    def window_length(self) -> int:
+        """Time rows one window spans, first context step to last target."""
+        return self.step * (self.context + self.horizon - 1) + 1
 
-    def describe(self) -> DataSpec:
-        """Shapes for building the net, from metadata only."""
-        ds = self.dataset
-        return DataSpec(
-            in_channels=len(self.variables),
-            out_channels=len(self.variables),
-            context=self.context,
-            horizon=self.horizon,
-            grid=(ds.sizes["lat"], ds.sizes["lon"]),
-            variables=tuple(self.variables),
-        )
+    def _checked(self, source: Source, variables: list[str], dims: tuple[str, ...] | None) -> Any:
+        ds = source.open()
+        check_variables(ds, variables, dims, source.path)
+        check_time(ds, source.path, variables[0] if variables else "")
+        check_length(int(ds.sizes["time"]), self.window_length, source.path, variables[0])
+        return ds
 
-    def fingerprint(self) -> str:
-        """Data version: path plus a hash of coordinates and attributes."""
-        return fingerprint(self.dataset, self.source.path)
+    def _bounds(self, ds: xr.Dataset) -> dict[str, tuple[int, int]]:
+        return resolve_splits(ds["time"].values, self.splits)
 
-    def bounds(self) -> dict[str, tuple[int, int]]:
-        """Chronological split ranges on the time axis."""
-        return split_bounds(self.dataset.sizes["time"], self.splits)
+    def _calendar(self, ds: xr.Dataset, path: str) -> np.ndarray | None:
+        return calendar_features(ds["time"].values, path) if self.calendar else None
 
-    def setup(self, stage: str | None = None) -> None:
-        """Load the array, fit the normaliser on train, build the three window sets."""
-        if self.datasets:
-            return
-        ds = self.dataset
-        values = np.stack([ds[v].values for v in self.variables], axis=1).astype(np.float32)
-        bounds = self.bounds()
-        lo, hi = bounds["train"]
-        self.normalizer = Normalizer.fit(values[lo:hi], self.variables, self.normalization)
-        values = self.normalizer.transform(values).astype(np.float32)
-        for split, b in bounds.items():
+    def _starts(
+        self, reader: FrameReader, missing: np.ndarray, bounds: dict[str, tuple[int, int]]
+    ) -> dict[str, np.ndarray]:
+        """Window starts per split after dropping windows missing more than ``max_missing``."""
+        path, n_space = reader.source.path, int(np.prod(reader.space_shape, dtype=int))
+        length = self.context + self.horizon
+        out: dict[str, np.ndarray] = {}
+        for split in SPLITS:
             stride = self.stride if split == "train" else 1
-            starts = window_starts(b, self.context, self.horizon, stride)
+            starts = window_starts(bounds[split], self.context, self.horizon, stride, self.step)
             if len(starts) == 0:
                 raise DataError(
-                    f"{self.source.path}: split '{split}' {b} has no window of "
-                    f"context {self.context} + horizon {self.horizon}; use more data or"
-                    " other splits"
+                    f"{path}: split '{split}' rows {bounds[split]} hold no window of context "
+                    f"{self.context} + horizon {self.horizon} (step {self.step}); the split comes "
+                    "out empty: widen it in `splits` or shorten the window"
                 )
-            self.datasets[split] = GridWindows(values, starts, self.context, self.horizon)
+            per_var = np.stack(
+                [
+                    window_missing(missing[:, c], starts, length, self.step)
+                    for c in range(missing.shape[1])
+                ],
+                axis=1,
+            )  # (n_windows, C)
+            frac = per_var.sum(axis=1) / (length * n_space * missing.shape[1])
+            if self.max_missing >= 1.0 and np.any(frac >= 1.0):
+                w = int(np.argmax(frac >= 1.0))
+                raise DataError(
+                    f"{path}: the window starting at row {int(starts[w])} (split '{split}') is "
+                    f"entirely NaN in variables {reader.variables}; set `max_missing` below 1 to "
+                    "skip such windows, or fill the gap in the data"
+                )
+            keep = frac <= self.max_missing
+            self.skipped[split] = int((~keep).sum())
+            if not keep.any():
+                raise DataError(
+                    f"{path}: all {len(starts)} windows of split '{split}' miss more than "
+                    f"max_missing={self.max_missing} of their values (variables "
+                    f"{reader.variables}); the split comes out empty: raise `max_missing` or "
+                    "choose other splits"
+                )
+            out[split] = starts[keep]
+        return out
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader:
+    def _fit(self, reader: FrameReader, bounds: dict[str, tuple[int, int]]) -> Any:
+        scan = reader.scan(bounds["train"])
+        norm = Normalizer.from_stats(
+            reader.variables, self.normalization, scan.mean, scan.std, scan.vmin, scan.vmax
+        )
+        return scan, norm
+
+    def _loader(self, split: str) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"call setup() before asking for the '{split}' loader")
+        shuffle = split == "train"
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
         )
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training windows."""
-        return self._loader("train", shuffle=True)
+        return self._loader("train")
 
     def val_dataloader(self) -> DataLoader:
         """Validation windows in time order."""
@@ -150,3 +182,106 @@ class GridDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         """Held-out test windows in time order."""
         return self._loader("test")
+
+
+class GridDataModule(WindowDataModule):
+    """Gridded fields ``(time, lat, lon)`` to windows ``x: (B, T, C, H, W)``, ``y: (B, T_out, ..)``.
+
+    Args:
+        source: where the data come from (:mod:`forecast.data.sources`).
+        variables: data variables used as channels, in order.
+        crop: optional index ranges per spatial dim, e.g. ``{lat: [0, 16]}``.
+        patch: optional ``[h, w]`` patches tiling the (cropped) grid; every patch is a sample.
+        patch_stride: ``[sh, sw]`` between patches (default: the patch size).
+        **common: the arguments of :class:`WindowDataModule` (context, horizon, splits, ...).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        variables: list[str],
+        context: int,
+        horizon: int,
+        splits: SplitSpec = (0.7, 0.15, 0.15),
+        stride: int = 1,
+        step: int = 1,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        normalization: str = "zscore",
+        max_missing: float = 0.5,
+        calendar: bool = False,
+        memory_budget_mb: float = 1024.0,
+        seed: int = 0,
+        crop: dict[str, Sequence[int]] | None = None,
+        patch: Sequence[int] | None = None,
+        patch_stride: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(
+            context, horizon, splits, stride, step, batch_size, num_workers, pin_memory,
+            normalization, max_missing, calendar, memory_budget_mb, seed,
+        )  # fmt: skip
+        self.source = source
+        self.variables = list(variables)
+        self.crop = {k: (int(v[0]), int(v[1])) for k, v in (crop or {}).items()}
+        self.patch = (int(patch[0]), int(patch[1])) if patch else None
+        self.patch_stride = tuple(int(s) for s in patch_stride) if patch_stride else None
+        self._ds: xr.Dataset | None = None
+
+    @property
+    def dataset(self) -> xr.Dataset:
+        """The opened source, checked against the grid schema (lazy: metadata only)."""
+        if self._ds is None:
+            ds = self.source.open()
+            check_variables(ds, self.variables, None, self.source.path)
+            dims = {spatial_dims(ds, v, self.source.path) for v in self.variables}
+            if len(dims) > 1:
+                raise DataError(f"{self.source.path}: variables mix spatial dims {sorted(dims)}")
+            self._space = dims.pop()
+            self._ds = self._checked(self.source, self.variables, ("time", *self._space))
+        return self._ds
+
+    def _grid(self) -> tuple[int, int]:
+        ds = self.dataset
+        hw = [self.crop.get(d, (0, int(ds.sizes[d]))) for d in self._space]
+        return (hw[0][1] - hw[0][0], hw[1][1] - hw[1][0])
+
+    def describe(self) -> DataSpec:
+        """Shapes for building the net, from metadata only."""
+        return DataSpec(
+            in_channels=len(self.variables),
+            out_channels=len(self.variables),
+            context=self.context,
+            horizon=self.horizon,
+            grid=self.patch or self._grid(),
+            variables=tuple(self.variables),
+            targets=tuple(self.variables),
+            calendar_features=len(CALENDAR_FEATURES) if self.calendar else 0,
+        )
+
+    def fingerprint(self) -> str:
+        """Data version: path plus a hash of coordinates and attributes."""
+        return fingerprint(self.dataset, self.source.path)
+
+    def bounds(self) -> dict[str, tuple[int, int]]:
+        """Chronological split ranges on the time axis."""
+        return self._bounds(self.dataset)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Fit the normaliser on train (one streamed pass) and build the three window sets."""
+        if self.datasets:
+            return
+        ds = self.dataset
+        reader = FrameReader(
+            self.source, self.variables, self._space, self.crop, self.memory_budget_mb
+        )
+        bounds = self.bounds()
+        scan, self.normalizer = self._fit(reader, bounds)
+        starts = self._starts(reader, scan.missing, bounds)
+        origins = patch_origins(self._grid(), self.patch, self.patch_stride)
+        cal = self._calendar(ds, self.source.path)
+        for split in SPLITS:
+            self.datasets[split] = GridWindows(
+                reader, starts[split], self.context, self.horizon, self.normalizer, self.step,
+                origins, self.patch, cal,
+            )  # fmt: skip

@@ -1,4 +1,8 @@
-"""Adapters from arrays to tensors, one per data shape."""
+"""Adapters from a window index to tensors, one per data shape (the only xarray -> torch step).
+
+Every item carries masks (True = observed): missing values are filled with 0 in normalised space
+and flagged, so nothing downstream mistakes a fill for data.
+"""
 
 from __future__ import annotations
 
@@ -6,31 +10,164 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from forecast.data.normalize import Normalizer
+from forecast.data.reader import FrameReader
 
-class GridWindows(Dataset[dict[str, torch.Tensor]]):
-    """Windows of a gridded array ``(T, C, H, W)``.
+Item = dict[str, torch.Tensor]
 
-    Each item is ``{"x": (context, C, H, W), "y": (horizon, C, H, W), "start": ()}`` in float32.
+
+def _fill(z: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    mask = np.isfinite(z)
+    return torch.from_numpy(np.where(mask, z, 0.0).astype(np.float32)), torch.from_numpy(mask)
+
+
+class GridWindows(Dataset[Item]):
+    """Windows of gridded fields, optionally cut into spatial patches.
+
+    Items: ``x (context, C, h, w)``, ``y (horizon, C, h, w)``, ``x_mask``/``y_mask`` (bool, same
+    shapes), ``start ()`` int64, and with calendar covariates ``calendar (context, K)`` and
+    ``calendar_y (horizon, K)``. Item ``i`` is window ``i // n_patches``, patch ``i % n_patches``.
 
     Args:
-        values: the (normalised) array, time first, channels second.
-        starts: window start indices (see :func:`forecast.data.windows.window_starts`).
+        reader: reads raw ``(T, C, H, W)`` windows.
+        starts: window start rows (see :mod:`forecast.data.windows`).
         context: input steps.
         horizon: target steps.
+        normalizer: per-channel scaling, applied per window.
+        step: spacing of the steps inside a window.
+        origins: ``(n_patches, 2)`` patch corners; None for the whole grid.
+        patch: ``(h, w)`` patch size when ``origins`` is given.
+        calendar: ``(T, K)`` covariates for every row, or None.
     """
 
-    def __init__(self, values: np.ndarray, starts: np.ndarray, context: int, horizon: int) -> None:
-        self.values = values
-        self.starts = starts
+    def __init__(
+        self,
+        reader: FrameReader,
+        starts: np.ndarray,
+        context: int,
+        horizon: int,
+        normalizer: Normalizer,
+        step: int = 1,
+        origins: np.ndarray | None = None,
+        patch: tuple[int, int] | None = None,
+        calendar: np.ndarray | None = None,
+    ) -> None:
+        self.reader = reader
+        self.starts = np.asarray(starts, dtype=np.int64)
         self.context = context
         self.horizon = horizon
+        self.normalizer = normalizer
+        self.step = step
+        self.origins = origins if origins is not None and patch is not None else None
+        self.patch = patch
+        self.calendar = calendar
+        self.n_patches = 1 if self.origins is None else len(self.origins)
+        c = len(normalizer.variables)
+        self._offset = np.asarray(normalizer.offset, np.float32).reshape(1, c, 1, 1)
+        self._scale = np.asarray(normalizer.scale, np.float32).reshape(1, c, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.starts) * self.n_patches
+
+    def _rows(self, s: int) -> slice:
+        return slice(s, s + self.step * (self.context + self.horizon), self.step)
+
+    def __getitem__(self, i: int) -> Item:
+        s = int(self.starts[i // self.n_patches])
+        space: tuple[slice, ...] = ()
+        if self.origins is not None and self.patch is not None:
+            r, c = self.origins[i % self.n_patches]
+            space = (slice(int(r), int(r) + self.patch[0]), slice(int(c), int(c) + self.patch[1]))
+        raw = self.reader.read(self._rows(s), space)  # (L, C, h, w)
+        z = (raw - self._offset) / self._scale
+        x, x_mask = _fill(z[: self.context])
+        y, y_mask = _fill(z[self.context :])
+        item = {"x": x, "y": y, "x_mask": x_mask, "y_mask": y_mask, "start": torch.tensor(s)}
+        if self.calendar is not None:
+            cal = torch.from_numpy(self.calendar[self._rows(s)])
+            item["calendar"], item["calendar_y"] = cal[: self.context], cal[self.context :]
+        return item
+
+
+class SensorWindows(Dataset[Item]):
+    """Windows of sensor series.
+
+    Items: ``x (context, S, F)``, ``y (horizon, S, F_out)``, ``x_mask``/``y_mask`` (bool, same
+    shapes), ``start ()`` int64, and with calendar covariates ``calendar (context, K)`` and
+    ``calendar_y (horizon, K)``.
+
+    Args:
+        reader: reads raw ``(T, C, S)`` windows of the union of inputs and targets.
+        starts: window start rows.
+        context: input steps.
+        horizon: target steps.
+        normalizer: per-variable scaling over the reader's variables.
+        inputs: reader channel indices used as input features ``F``.
+        targets: reader channel indices forecast ``F_out``.
+        step: spacing of the steps inside a window.
+        calendar: ``(T, K)`` covariates for every row, or None.
+    """
+
+    def __init__(
+        self,
+        reader: FrameReader,
+        starts: np.ndarray,
+        context: int,
+        horizon: int,
+        normalizer: Normalizer,
+        inputs: list[int],
+        targets: list[int],
+        step: int = 1,
+        calendar: np.ndarray | None = None,
+    ) -> None:
+        self.reader = reader
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.context = context
+        self.horizon = horizon
+        self.normalizer = normalizer
+        self.inputs = list(inputs)
+        self.targets = list(targets)
+        self.step = step
+        self.calendar = calendar
+        c = len(normalizer.variables)
+        self._offset = np.asarray(normalizer.offset, np.float32).reshape(1, 1, c)
+        self._scale = np.asarray(normalizer.scale, np.float32).reshape(1, 1, c)
 
     def __len__(self) -> int:
         return len(self.starts)
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, i: int) -> Item:
         s = int(self.starts[i])
-        window = np.asarray(self.values[s : s + self.context + self.horizon], dtype=np.float32)
-        x = torch.from_numpy(window[: self.context].copy())
-        y = torch.from_numpy(window[self.context :].copy())
-        return {"x": x, "y": y, "start": torch.tensor(s)}
+        rows = slice(s, s + self.step * (self.context + self.horizon), self.step)
+        raw = self.reader.read(rows).transpose(0, 2, 1)  # (L, C, S) -> (L, S, C)
+        z = (raw - self._offset) / self._scale
+        x, x_mask = _fill(z[: self.context][..., self.inputs])
+        y, y_mask = _fill(z[self.context :][..., self.targets])
+        item = {"x": x, "y": y, "x_mask": x_mask, "y_mask": y_mask, "start": torch.tensor(s)}
+        if self.calendar is not None:
+            cal = torch.from_numpy(self.calendar[rows])
+            item["calendar"], item["calendar_y"] = cal[: self.context], cal[self.context :]
+        return item
+
+
+class PairedWindows(Dataset[Item]):
+    """Sensor windows plus the gridded field over the same context steps.
+
+    Items: everything of :class:`SensorWindows`, plus ``grid (context, C_g, H, W)`` and
+    ``grid_mask``. Both adapters must share window starts (one time axis).
+    """
+
+    def __init__(self, sensors: SensorWindows, grid: GridWindows) -> None:
+        if not np.array_equal(sensors.starts, grid.starts) or grid.n_patches != 1:
+            raise ValueError("paired windows need the same starts and no grid patches")
+        self.sensors = sensors
+        self.grid = grid
+
+    def __len__(self) -> int:
+        return len(self.sensors)
+
+    def __getitem__(self, i: int) -> Item:
+        item = self.sensors[i]
+        g = self.grid[i]
+        item["grid"], item["grid_mask"] = g["x"], g["x_mask"]
+        return item

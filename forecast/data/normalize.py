@@ -45,6 +45,39 @@ class Normalizer:
         scale = np.where(scale > 0, scale, 1.0)  # a constant variable is left unscaled
         return cls(tuple(variables), tuple(map(float, offset)), tuple(map(float, scale)), kind)
 
+    @classmethod
+    def from_stats(
+        cls,
+        variables: list[str],
+        kind: str,
+        mean: np.ndarray,
+        std: np.ndarray,
+        vmin: np.ndarray,
+        vmax: np.ndarray,
+    ) -> Normalizer:
+        """Build from per-variable training statistics (see ``FrameReader.scan``)."""
+        if kind not in ("zscore", "minmax"):
+            raise DataError(f"normalisation kind must be 'zscore' or 'minmax', got '{kind}'")
+        offset, scale = (mean, std) if kind == "zscore" else (vmin, vmax - vmin)
+        bad = [v for v, o in zip(variables, offset, strict=True) if not np.isfinite(o)]
+        if bad:
+            raise DataError(
+                f"cannot fit normalisation: variables {bad} have no finite value in the training "
+                "split; drop them from `variables` or change the splits"
+            )
+        scale = np.where(np.asarray(scale) > 0, scale, 1.0)  # a constant variable stays unscaled
+        return cls(tuple(variables), tuple(map(float, offset)), tuple(map(float, scale)), kind)
+
+    def subset(self, variables: list[str] | tuple[str, ...]) -> Normalizer:
+        """The same scaling restricted to ``variables`` (e.g. the forecast targets), in order."""
+        idx = [self.variables.index(v) for v in variables]
+        return Normalizer(
+            tuple(variables),
+            tuple(self.offset[i] for i in idx),
+            tuple(self.scale[i] for i in idx),
+            self.kind,
+        )
+
     def _shape(self, values: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
         shape = [1] * values.ndim
         shape[axis] = len(self.variables)

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from forecast.data.synthetic import ensure_grid_store
-from forecast.errors import DataNotFoundError
+from forecast.data.schema import standardize
+from forecast.data.synthetic import ensure_grid_store, make_sensors
+from forecast.errors import DataError, DataNotFoundError
 
 
 def open_store(path: str | Path, key: str = "data.source.path") -> xr.Dataset:
@@ -27,9 +28,20 @@ def open_store(path: str | Path, key: str = "data.source.path") -> xr.Dataset:
     p = Path(path).expanduser()
     if not p.exists():
         raise DataNotFoundError(f"data path does not exist: '{p}' (set by config key '{key}')")
-    if p.is_dir() or p.suffix == ".zarr":
-        return xr.open_zarr(p, consolidated=None, chunks=None)
-    return xr.open_dataset(p, engine="h5netcdf", chunks=None)
+    # chunks=None: plain lazy indexing (no dask); cache=False: a window read stays a window read
+    try:
+        if p.is_dir() or p.suffix == ".zarr":
+            # consolidated v2 metadata when present; v3 stores are read from their zarr.json files
+            consolidated = (p / ".zmetadata").exists()
+            return xr.open_dataset(
+                p, engine="zarr", consolidated=consolidated, chunks=None, cache=False
+            )
+        return xr.open_dataset(p, engine="h5netcdf", chunks=None, cache=False)
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(
+            f"cannot open '{p}' as Zarr or NetCDF ({type(e).__name__}: {e}); check the file "
+            f"set by config key '{key}'"
+        ) from e
 
 
 def fingerprint(ds: xr.Dataset, path: str | Path) -> str:
@@ -67,9 +79,7 @@ class StoreSource:
 
     def open(self) -> xr.Dataset:
         """Open the store and apply the name mapping."""
-        ds = open_store(self.path)
-        mapping = {k: v for k, v in self.rename.items() if k in ds.variables or k in ds.dims}
-        return ds.rename(mapping) if mapping else ds
+        return standardize(open_store(self.path), self.rename, self.path)
 
 
 @dataclass
@@ -97,3 +107,33 @@ class SyntheticGridSource:
             "seed": self.seed,
         }
         return open_store(ensure_grid_store(self.path, **params))
+
+
+@dataclass
+class SyntheticSensorSource:
+    """Noisy sensors sampled from the embedded synthetic field (built in memory, deterministic).
+
+    Args:
+        path: the synthetic grid store it samples (generated once, like ``SyntheticGridSource``).
+        n_sensors: number of sensors.
+        noise: measurement noise (K).
+        missing: fraction of readings knocked out as NaN.
+        seed: sensor placement and noise seed.
+        grid: the ``SyntheticGridSource`` parameters (n_times, n_lat, ...), defaults if empty.
+    """
+
+    path: str
+    n_sensors: int = 8
+    noise: float = 0.5
+    missing: float = 0.0
+    seed: int = 0
+    grid: dict[str, float] = field(default_factory=dict)
+
+    def grid_source(self) -> SyntheticGridSource:
+        """The gridded half of the pair."""
+        return SyntheticGridSource(self.path, **self.grid)  # type: ignore[arg-type]
+
+    def open(self) -> xr.Dataset:
+        """Sample the sensors from the (cached) grid."""
+        with self.grid_source().open() as grid:
+            return make_sensors(grid.load(), self.n_sensors, self.noise, self.missing, self.seed)

@@ -17,6 +17,11 @@ class DataSpec:
         grid: ``(H, W)`` for gridded data, else None.
         n_sensors: number of sensors for sensor data, else None.
         variables: input variable names in channel order.
+        targets: forecast variable names in output order (sensor data may forecast a subset).
+        calendar_features: ``K`` of the optional ``calendar (B, T, K)`` batch entry (0: none).
+        grid_channels: ``C_g`` of the paired ``grid (B, T, C_g, H, W)`` entry, else None.
+        sensor_cells: paired data: each sensor's ``(row, col)`` in the grid, nearest cell.
+        sensor_coords: each sensor's ``(lat, lon)`` (or ``(y, x)``) when known.
     """
 
     in_channels: int
@@ -26,3 +31,8 @@ class DataSpec:
     grid: tuple[int, int] | None = None
     n_sensors: int | None = None
     variables: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    calendar_features: int = 0
+    grid_channels: int | None = None
+    sensor_cells: tuple[tuple[int, int], ...] | None = None
+    sensor_coords: tuple[tuple[float, float], ...] | None = None

@@ -1,0 +1,185 @@
+"""Reading windows from an opened store: whole array in memory when it fits a budget, else lazily.
+
+Per-window reads use xarray's plain lazy indexing on the backend array (no dask: dask-backed
+per-window reads measured 2-12x slower here). The reader is picklable for loader workers: the open
+store is dropped on pickling and reopened once per process, so no file handle crosses a fork.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import xarray as xr
+
+from forecast.errors import DataError
+
+
+class Source(Protocol):
+    """Anything that opens an ``xr.Dataset`` in the project schema (see ``sources.py``)."""
+
+    path: str
+
+    def open(self) -> xr.Dataset:
+        """Open the dataset (lazily where the format allows)."""
+        ...
+
+
+@dataclass
+class Scan:
+    """What one streamed pass over the data learns.
+
+    Attributes:
+        missing: missing values per time step and variable, ``(T, C)``, over all space.
+        mean, std, vmin, vmax: per-variable statistics over the training rows, NaNs ignored.
+        count: finite training values per variable.
+    """
+
+    missing: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+    count: np.ndarray
+
+
+class FrameReader:
+    """Windows ``(T, C, *space)`` of a set of variables sharing dims ``("time", *space_dims)``.
+
+    Args:
+        source: opens the schema dataset (reopened per process when reading lazily).
+        variables: variables read as channels, in order.
+        space_dims: the non-time dims, e.g. ``("lat", "lon")`` or ``("sensor",)``.
+        crop: optional index ranges per dim, e.g. ``{"lat": (0, 16)}``; ``time`` too (to put
+            two stores on one time axis).
+        memory_budget_mb: load the whole array when it is at most this big (float32), else
+            read each window on demand.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        variables: list[str],
+        space_dims: tuple[str, ...],
+        crop: dict[str, tuple[int, int]] | None = None,
+        memory_budget_mb: float = 1024.0,
+    ) -> None:
+        self.source = source
+        self.variables = list(variables)
+        self.space_dims = space_dims
+        self.crop = {k: (int(v[0]), int(v[1])) for k, v in (crop or {}).items()}
+        unknown = sorted(set(self.crop) - {"time", *space_dims})
+        if unknown:
+            raise DataError(f"{source.path}: crop names {unknown}, not space dims {space_dims}")
+        self.memory_budget_mb = float(memory_budget_mb)
+        self._pid: int | None = None
+        self._vars: list[xr.Variable] = []
+        self._array: np.ndarray | None = None
+        ds = self._open()
+        t = self._crop_slice("time", int(ds.sizes["time"]))
+        self.n_times = int(t.stop - t.start)
+        spans = [self._crop_slice(d, int(ds.sizes[d])) for d in space_dims]
+        self.space_shape = tuple(int(s.stop - s.start) for s in spans)
+        self.in_memory = self.nbytes <= self.memory_budget_mb * 2**20
+        if self.in_memory:
+            self._array = self.read(slice(0, self.n_times))
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the whole selection as float32."""
+        return 4 * self.n_times * len(self.variables) * int(np.prod(self.space_shape, dtype=int))
+
+    def _crop_slice(self, dim: str, size: int) -> slice:
+        lo, hi = self.crop.get(dim, (0, size))
+        if not 0 <= lo < hi <= size:
+            raise DataError(f"{self.source.path}: crop {dim}=[{lo}, {hi}) outside [0, {size})")
+        return slice(lo, hi)
+
+    def _open(self) -> xr.Dataset:
+        ds = self.source.open()
+        self._vars = []
+        for v in self.variables:
+            var = ds[v].variable.transpose("time", *self.space_dims)
+            key = tuple(self._crop_slice(d, int(ds.sizes[d])) for d in ("time", *self.space_dims))
+            self._vars.append(var[key] if self.crop else var)
+        self._pid = os.getpid()
+        return ds
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_vars"], state["_pid"] = [], None  # reopen in the worker; never share a handle
+        return state
+
+    def read(self, rows: slice, space: tuple[slice, ...] = ()) -> np.ndarray:
+        """Read time ``rows`` (a slice, possibly strided) and optional space slices.
+
+        Returns:
+            float32 array ``(T, C, *space)``; missing values stay NaN.
+        """
+        key = (rows, *space)
+        if self._array is not None:
+            return self._array[(key[0], slice(None), *key[1:])]
+        if self._pid != os.getpid():
+            self._open()
+        out = []
+        for name, var in zip(self.variables, self._vars, strict=True):
+            try:
+                out.append(np.asarray(var[key].values, dtype=np.float32))
+            except Exception as e:  # codec/IO errors differ per backend; all mean unreadable data
+                raise DataError(
+                    f"{self.source.path}: cannot read variable '{name}' at time rows "
+                    f"{rows.start}:{rows.stop} ({type(e).__name__}: {e}); the store is corrupt "
+                    "there (e.g. a damaged Zarr chunk): re-create or re-download it"
+                ) from e
+        return np.stack(out, axis=1)
+
+    def scan(self, train: tuple[int, int], block_mb: float | None = None) -> Scan:
+        """One pass in time blocks: missing counts everywhere, statistics on ``train`` rows.
+
+        Args:
+            train: ``(start, stop)`` rows of the training split.
+            block_mb: size of a block read at once; defaults to a quarter of the memory budget.
+
+        Returns:
+            The :class:`Scan`.
+        """
+        per_step = max(1, self.nbytes // max(1, self.n_times))
+        budget = (block_mb or self.memory_budget_mb / 4) * 2**20
+        block = max(1, int(budget // per_step))
+        c = len(self.variables)
+        missing = np.zeros((self.n_times, c), dtype=np.int64)
+        count = np.zeros(c)
+        mean = np.zeros(c)
+        m2 = np.zeros(c)
+        vmin = np.full(c, np.inf)
+        vmax = np.full(c, -np.inf)
+        for b0 in range(0, self.n_times, block):
+            b1 = min(self.n_times, b0 + block)
+            arr = self.read(slice(b0, b1))
+            flat = arr.reshape(b1 - b0, c, -1)
+            finite = np.isfinite(flat)
+            missing[b0:b1] = (~finite).sum(axis=2)
+            lo, hi = max(b0, train[0]), min(b1, train[1])
+            if lo >= hi:
+                continue
+            part = flat[lo - b0 : hi - b0].astype(np.float64)
+            ok = finite[lo - b0 : hi - b0]
+            n_b = ok.sum(axis=(0, 2)).astype(np.float64)
+            if not n_b.any():
+                continue
+            x = np.where(ok, part, 0.0)
+            mean_b = x.sum(axis=(0, 2)) / np.maximum(n_b, 1)
+            dev = np.where(ok, part - mean_b[None, :, None], 0.0)
+            m2_b = (dev**2).sum(axis=(0, 2))
+            # Chan et al.'s pairwise merge keeps the variance exact across blocks
+            tot = count + n_b
+            delta = mean_b - mean
+            mean = np.where(tot > 0, mean + delta * n_b / np.maximum(tot, 1), 0.0)
+            m2 = m2 + m2_b + delta**2 * count * n_b / np.maximum(tot, 1)
+            count = tot
+            vmin = np.minimum(vmin, np.where(ok, part, np.inf).min(axis=(0, 2)))
+            vmax = np.maximum(vmax, np.where(ok, part, -np.inf).max(axis=(0, 2)))
+        std = np.sqrt(m2 / np.maximum(count, 1))
+        return Scan(missing, mean, std, vmin, vmax, count)
