@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import inspect
 import math
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
-import mlflow
 import numpy as np
 import torch
 from hydra.utils import instantiate
@@ -18,7 +16,12 @@ from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from forecast.data.spec import DataSpec
+from forecast.runs.promote import promote_version, raw_values
+from forecast.serving.pyfunc import model_metadata
 from forecast.tracking.mlflow import absolute_tracking_uri, flatten, git_commit
+from forecast.tracking.model_log import log_forecast_model
+from forecast.tracking.registry import client_for, register_if_finite
+from forecast.tracking.run_outputs import log_checkpoint, log_config, log_plots
 
 
 @dataclass
@@ -89,7 +92,7 @@ def train(cfg: DictConfig) -> TrainResult:
     logger = _logger(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger or False)
-    if logger is not None:
+    if logger is not None and trainer.is_global_zero:
         params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
         params.update({"data.fingerprint": dm.fingerprint(), "git.commit": git_commit()})
         logger.log_hyperparams(params)
@@ -107,10 +110,13 @@ def train(cfg: DictConfig) -> TrainResult:
     score = float(val_score) if val_score is not None else math.nan
 
     result = TrainResult(score=score, metrics=metrics, horizon=spec.horizon, checkpoint=ckpt)
-    if logger is not None:
+    if logger is not None and trainer.is_global_zero:  # only rank 0 logs, registers, promotes
         result.run_id = logger.run_id
         result.tracking_uri = logger._tracking_uri
-        result.model_uri = _log_model(cfg, logger, dm, net, net_partial, spec, spec_kwargs)
+        result.model_uri, version = _log_model(
+            cfg, logger, dm, net, spec, spec_kwargs, {cfg.monitor: score, **metrics}, ckpt
+        )
+        result.extra["model_version"] = version
     return result
 
 
@@ -119,52 +125,61 @@ def _log_model(
     logger: MLFlowLogger,
     dm: Any,
     net: torch.nn.Module,
-    net_partial: Any,
     spec: DataSpec,
     spec_kwargs: dict[str, Any],
-) -> str:
-    """Log the resolved config, the normaliser and the pyfunc model to the run; return its URI."""
-    from mlflow.models import infer_signature
+    metrics: dict[str, float],
+    checkpoint: str | None,
+) -> tuple[str, str | None]:
+    """Log config, checkpoint, plots and the pyfunc; register it if finite; maybe promote it.
 
-    from forecast.serving import model_code
-    from forecast.serving.pyfunc import save_bundle
+    Returns:
+        ``(model_uri, registered version or None)``.
+    """
+    uri, run_id = str(logger._tracking_uri), str(logger.run_id)
+    client = client_for(uri)
+    log_config(client, run_id, OmegaConf.to_yaml(cfg, resolve=True))
+    log_checkpoint(client, run_id, checkpoint)
+    log_plots(client, run_id, metrics, spec.horizon, _frames(dm, net) if spec.grid else None)
 
-    client, run_id = logger.experiment, logger.run_id
     net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
     assert isinstance(net_cfg, dict)
     target = str(net_cfg.pop("_target_"))
     net_cfg.pop("_partial_", None)
-    net_kwargs = {**net_cfg, **spec_kwargs}
-    metadata = {
-        "context": spec.context,
-        "horizon": spec.horizon,
-        "variables": list(spec.variables),
-        "grid": list(spec.grid) if spec.grid else None,
-        "data_fingerprint": dm.fingerprint(),
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        client.log_artifact(run_id, str(Path(tmp) / "config.yaml"))
-        artifacts = save_bundle(
-            Path(tmp) / "bundle", net, target, net_kwargs, dm.normalizer, metadata
-        )
-        client.log_artifact(run_id, artifacts["normalizer"])
-        example = _raw_example(dm)
-        net.eval()
-        with torch.no_grad():
-            z = dm.normalizer.transform(example, axis=2).astype(np.float32)
-            out = dm.normalizer.inverse(net(torch.from_numpy(z)).numpy(), axis=2)
-        mlflow.set_tracking_uri(logger._tracking_uri)
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=model_code.__file__,
-                artifacts=artifacts,
-                signature=infer_signature(example, out.astype(np.float32)),
-                input_example=example,
-                pip_requirements=["forecast"],
-            )
-    return str(info.model_uri)
+    reg = cfg.get("registry") or {}
+    meta = model_metadata(
+        spec, max_samples=int(reg.get("max_samples", 64)), data_fingerprint=dm.fingerprint()
+    )
+    model_uri, model_id = log_forecast_model(
+        uri, run_id, net, target, {**net_cfg, **spec_kwargs}, dm.normalizer, meta, _raw_example(dm)
+    )
+    if not reg.get("register", False):
+        return model_uri, None
+    finite = all(bool(torch.isfinite(p).all()) for p in net.parameters())
+    version = register_if_finite(client, cfg.model_name, model_id, run_id, metrics, finite)
+    if version is None or not reg.get("promote", False):
+        return model_uri, None if version is None else str(version.version)
+    values, axis = raw_values(dm)
+    promote_version(
+        uri,
+        cfg.model_name,
+        str(version.version),
+        values,
+        dm.bounds()["test"],
+        axis,
+        n_origins=int(reg.n_origins),
+        margin=float(reg.margin),
+        alias=str(reg.alias),
+    )
+    return model_uri, str(version.version)
+
+
+def _frames(dm: Any, net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray, str]:
+    """Truth and forecast of the first variable for the first held-out window (normalised)."""
+    item = dm.datasets["test"][0]
+    net.eval()
+    with torch.no_grad():
+        pred = net(item["x"][None])[0]
+    return item["y"][:, 0].numpy(), pred[:, 0].numpy(), str(dm.variables[0])
 
 
 def _raw_example(dm: Any) -> np.ndarray:

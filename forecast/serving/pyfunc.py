@@ -1,4 +1,10 @@
-"""The MLflow pyfunc: network + fitted normaliser + metadata, loaded without unpickling."""
+"""The MLflow pyfunc: network + fitted normaliser + metadata, loaded without unpickling.
+
+Layout of a saved bundle (all plain files, no pickle):
+``weights.pt`` (a state dict, read with ``torch.load(weights_only=True)``), ``net.json`` (import
+path and constructor arguments), ``normalizer.json`` and ``metadata.json`` (see
+:func:`model_metadata`).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,15 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
+from mlflow.models import ModelSignature
+from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 from torch import nn
 
 from forecast.data.normalize import Normalizer
+from forecast.data.spec import DataSpec
+from forecast.serving.validate import check_input, check_variables
+
+BUNDLE_FILES = ("weights.pt", "net.json", "normalizer.json", "metadata.json")
 
 
 def build_net(target: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -20,6 +32,53 @@ def build_net(target: str, kwargs: dict[str, Any]) -> nn.Module:
     module_name, _, cls_name = target.rpartition(".")
     cls = getattr(importlib.import_module(module_name), cls_name)
     return cls(**kwargs)
+
+
+def model_metadata(spec: DataSpec, max_samples: int = 64, **extra: Any) -> dict[str, Any]:
+    """What the served model needs to know about its inputs, from the run's DataSpec.
+
+    Gridded data: one sample is ``(context, C, H, W)``, variables on axis 2 of a batch. Sensor data:
+    one sample is ``(context, S, F)``, variables (features) on axis 3.
+
+    Args:
+        spec: the data description the net was built from.
+        max_samples: cap on samples per request.
+        **extra: more JSON-able fields (data fingerprint, ...).
+
+    Returns:
+        A JSON-able dict.
+    """
+    c = len(spec.variables) or spec.in_channels
+    if spec.grid is not None:
+        sample = (spec.context, c, *spec.grid)
+        out, axis = (spec.horizon, spec.out_channels, *spec.grid), 2
+    elif spec.n_sensors is not None:
+        sample = (spec.context, spec.n_sensors, c)
+        out, axis = (spec.horizon, spec.n_sensors, spec.out_channels), 3
+    else:
+        raise ValueError("DataSpec has neither grid nor n_sensors: cannot describe the input")
+    return {
+        "context": spec.context,
+        "horizon": spec.horizon,
+        "variables": list(spec.variables) or [f"var{i}" for i in range(c)],
+        "grid": list(spec.grid) if spec.grid else None,
+        "n_sensors": spec.n_sensors,
+        "sample_shape": list(sample),
+        "output_shape": list(out),
+        "channel_axis": axis,
+        "max_samples": max_samples,
+        **extra,
+    }
+
+
+def signature(metadata: dict[str, Any]) -> ModelSignature:
+    """Tensor signature with a free (-1) batch dim, and an optional ``variables`` parameter."""
+    f32 = np.dtype(np.float32)
+    return ModelSignature(
+        inputs=Schema([TensorSpec(f32, (-1, *metadata["sample_shape"]))]),
+        outputs=Schema([TensorSpec(f32, (-1, *metadata["output_shape"]))]),
+        params=ParamSchema([ParamSpec("variables", "string", list(metadata["variables"]), (-1,))]),
+    )
 
 
 def save_bundle(
@@ -41,34 +100,47 @@ def save_bundle(
     (d / "net.json").write_text(json.dumps({"target": net_target, "kwargs": net_kwargs}, indent=2))
     normalizer.save(d / "normalizer.json")
     (d / "metadata.json").write_text(json.dumps(metadata, indent=2))
-    names = ("weights.pt", "net.json", "normalizer.json", "metadata.json")
-    return {n.split(".")[0]: str(d / n) for n in names}
+    return {n.split(".")[0]: str(d / n) for n in BUNDLE_FILES}
 
 
 class ForecastModel(mlflow.pyfunc.PythonModel):
     """Forecasts from raw (unnormalised) context windows.
 
-    Input: float array ``(B, context, C, ...)`` in physical units; output ``(B, horizon, C, ...)``.
+    Input: float array ``(B, *sample_shape)`` in physical units, ``B <= max_samples``; output
+    ``(B, *output_shape)`` in physical units. Bad input raises an invalid-parameter
+    ``MlflowException`` (HTTP 400 with a message when served).
     """
 
     def load_context(self, context: Any) -> None:
         """Load weights with ``weights_only=True`` and rebuild the net from its JSON config."""
-        art = context.artifacts
-        spec = json.loads(Path(art["net"]).read_text())
+        self.load_files(context.artifacts)
+
+    def load_files(self, artifacts: dict[str, str]) -> None:
+        """Load a bundle from ``{name: path}`` (the same files MLflow hands to load_context)."""
+        spec = json.loads(Path(artifacts["net"]).read_text())
         self.net = build_net(spec["target"], spec["kwargs"])
-        state = torch.load(art["weights"], map_location="cpu", weights_only=True)
+        state = torch.load(artifacts["weights"], map_location="cpu", weights_only=True)
         self.net.load_state_dict(state)
         self.net.eval()
-        self.normalizer = Normalizer.load(art["normalizer"])
-        self.metadata = json.loads(Path(art["metadata"]).read_text())
+        self.normalizer = Normalizer.load(artifacts["normalizer"])
+        self.metadata: dict[str, Any] = json.loads(Path(artifacts["metadata"]).read_text())
+
+    def forecast(self, x: np.ndarray) -> np.ndarray:
+        """Validated raw ``(B, *sample_shape)`` -> raw ``(B, *output_shape)``, float32."""
+        axis = int(self.metadata["channel_axis"])
+        z = self.normalizer.transform(x, axis=axis).astype(np.float32)
+        with torch.inference_mode():
+            y = self.net(torch.from_numpy(z)).numpy()
+        return self.normalizer.inverse(y, axis=axis).astype(np.float32)
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        """Normalise, run the net, map back to physical units.
+        """Validate, normalise, run the net, map back to physical units.
 
         Untyped on purpose: MLflow reads type hints as a schema, and the signature is explicit.
         """
-        x = np.asarray(model_input, dtype=np.float32)
-        z = self.normalizer.transform(x, axis=2).astype(np.float32)
-        with torch.no_grad():
-            y = self.net(torch.from_numpy(z)).numpy()
-        return self.normalizer.inverse(y, axis=2).astype(np.float32)
+        m = self.metadata
+        check_variables((params or {}).get("variables"), m["variables"])
+        x = check_input(
+            model_input, m["sample_shape"], m["variables"], m["max_samples"], m["channel_axis"]
+        )
+        return self.forecast(x)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from forecast.errors import ForecastError
 
 
 def absolute_tracking_uri(uri: str) -> str:
@@ -37,3 +40,33 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[key] = v
     return flat
+
+
+def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
+    """Fail fast with a clear message when a tracking server does not answer.
+
+    MLflow's own client retries an unreachable server for minutes; a job should say so at once.
+
+    Args:
+        tracking_uri: an ``http(s)://`` server, or a local store (``sqlite:///``, a path).
+        timeout: seconds to wait for the server's health endpoint.
+    """
+    if tracking_uri.startswith(("http://", "https://")):
+        url = tracking_uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 (http only)
+                if r.status == 200:
+                    return
+                reason = f"HTTP {r.status}"
+        except (OSError, ValueError) as e:
+            reason = str(e)
+        raise TrackingUnreachableError(f"tracking server {tracking_uri} is unreachable: {reason}")
+    prefix = "sqlite:///"
+    if tracking_uri.startswith(prefix) and not Path(tracking_uri[len(prefix) :]).exists():
+        raise TrackingUnreachableError(
+            f"tracking store {tracking_uri} does not exist (no run has been tracked there)"
+        )
+
+
+class TrackingUnreachableError(ForecastError):
+    """The configured tracking store cannot be reached."""

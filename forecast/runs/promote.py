@@ -1,0 +1,187 @@
+"""Champion promotion: move the ``champion`` alias only when a candidate clearly wins a backtest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from hydra.utils import instantiate
+from mlflow.exceptions import MlflowException
+from mlflow.pyfunc import PyFuncModel
+from omegaconf import DictConfig
+
+from forecast.errors import DataError, ForecastError
+from forecast.runs.backtest import backtest, rolling_origins
+from forecast.tracking.mlflow import absolute_tracking_uri, check_reachable
+from forecast.tracking.registry import CHAMPION, alias_version, client_for, load_version, resolve
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one promotion check (logged to the candidate's run and version).
+
+    Args:
+        promoted: whether the alias now points to the candidate.
+        reason: why, in words.
+        candidate_version: the candidate's version.
+        candidate_score: its backtest score (lower is better; NaN when not evaluated).
+        champion_version: the champion's version before the check, or None.
+        champion_score: its score on the same origins, or None.
+    """
+
+    promoted: bool
+    reason: str
+    candidate_version: str
+    candidate_score: float
+    champion_version: str | None = None
+    champion_score: float | None = None
+
+
+def beats(candidate: float, champion: float, margin: float) -> bool:
+    """True when ``candidate`` is lower than ``champion`` by more than a relative ``margin``."""
+    if margin < 0:
+        raise ValueError(f"promotion margin must be >= 0, got {margin}")
+    return bool(np.isfinite(candidate)) and candidate < champion * (1.0 - margin)
+
+
+def raw_values(dm: Any) -> tuple[np.ndarray, int]:
+    """The data module's raw store as ``(T, C, H, W)`` or ``(T, S, F)`` and its variable axis."""
+    ds, variables = dm.dataset, list(dm.variables)
+    if dm.describe().grid is not None:
+        return np.stack([ds[v].values for v in variables], axis=1).astype(np.float32), 1
+    return np.stack([ds[v].values for v in variables], axis=-1).astype(np.float32), 2
+
+
+def score(
+    model: PyFuncModel, values: np.ndarray, origins: np.ndarray, horizon: int, axis: int
+) -> float:
+    """Backtest score of a loaded pyfunc on the given origins."""
+    meta = model.unwrap_python_model().metadata
+    return backtest(model.predict, values, origins, int(meta["context"]), horizon, axis).score
+
+
+def promote_version(
+    tracking_uri: str,
+    name: str,
+    version: str,
+    values: np.ndarray,
+    held_out: tuple[int, int],
+    channel_axis: int,
+    n_origins: int = 8,
+    margin: float = 0.02,
+    alias: str = CHAMPION,
+) -> Decision:
+    """Compare version ``version`` with the ``alias`` holder on one backtest; move the alias if won.
+
+    Idempotent: a candidate that already holds the alias is left alone, and the same inputs give
+    the same decision.
+
+    Args:
+        tracking_uri: tracking/registry store.
+        name: registered model name.
+        version: candidate version.
+        values: raw data ``(T, ...)`` (see :func:`raw_values`).
+        held_out: the ``(start, stop)`` range the origins are drawn from.
+        channel_axis: axis of ``values`` holding the variables.
+        n_origins: forecast origins in the backtest.
+        margin: relative improvement the candidate needs (0.02 = 2 % lower score).
+        alias: the alias to move.
+
+    Returns:
+        The :class:`Decision`, also logged as version tags and as the candidate run's metrics.
+    """
+    client = client_for(tracking_uri)
+    version = str(resolve(client, name, version).version)
+    current = alias_version(client, name, alias)
+    if current is not None and str(current.version) == version:
+        return Decision(False, f"version {version} already holds '{alias}'", version, float("nan"))
+    candidate = load_version(tracking_uri, name, version)
+    meta = candidate.unwrap_python_model().metadata
+    horizon = int(meta["horizon"])
+    champion = load_version(tracking_uri, name, str(current.version)) if current else None
+    contexts = [int(meta["context"])]
+    if champion is not None:
+        contexts.append(int(champion.unwrap_python_model().metadata["context"]))
+    origins = rolling_origins(held_out, max(contexts), horizon, n_origins)
+    cand_score = score(candidate, values, origins, horizon, channel_axis)
+    champ_score: float | None = None
+    if current is None:
+        promoted, reason = True, f"no '{alias}' yet"
+    else:
+        assert champion is not None
+        try:
+            champ_score = score(champion, values, origins, horizon, channel_axis)
+        except (MlflowException, DataError) as e:
+            # a champion that cannot read today's data (other shape/variables) cannot defend
+            promoted, reason = True, f"champion v{current.version} cannot be evaluated: {e}"
+        else:
+            promoted = beats(cand_score, champ_score, margin)
+            verb = "beats" if promoted else "does not beat"
+            reason = (
+                f"candidate {cand_score:.5f} {verb} champion v{current.version} "
+                f"{champ_score:.5f} by margin {margin:.1%} on {len(origins)} origins"
+            )
+    if promoted:
+        client.set_registered_model_alias(name, alias, version)
+    decision = Decision(
+        promoted, reason, version, cand_score, current.version if current else None, champ_score
+    )
+    _log_decision(tracking_uri, name, decision)
+    return decision
+
+
+def _log_decision(tracking_uri: str, name: str, d: Decision) -> None:
+    client = client_for(tracking_uri)
+    mv = client.get_model_version(name, d.candidate_version)
+    tags = {"backtest_score": f"{d.candidate_score:.6g}", "promotion": d.reason}
+    for k, v in tags.items():
+        client.set_model_version_tag(name, d.candidate_version, k, v)
+    if mv.run_id:
+        client.log_metric(mv.run_id, "promotion/candidate_backtest", d.candidate_score)
+        if d.champion_score is not None:
+            client.log_metric(mv.run_id, "promotion/champion_backtest", d.champion_score)
+        client.set_tag(mv.run_id, "promotion/decision", "promoted" if d.promoted else "kept")
+        client.set_tag(mv.run_id, "promotion/reason", d.reason[:5000])
+
+
+def promote(cfg: DictConfig) -> Decision:
+    """The promotion job: backtest a registered version against the champion on ``cfg.data``.
+
+    Args:
+        cfg: the composed ``conf/promote.yaml``.
+
+    Returns:
+        The decision.
+    """
+    uri = absolute_tracking_uri(str(cfg.tracking_uri))
+    check_reachable(uri)
+    dm = instantiate(cfg.data)
+    values, axis = raw_values(dm)
+    client = client_for(uri)
+    version = cfg.get("version")
+    if version is None:
+        try:
+            versions = client.search_model_versions(f"name='{cfg.model_name}'")
+        except MlflowException as e:
+            raise ForecastError(f"cannot list versions of '{cfg.model_name}': {e}") from e
+        if not versions:
+            raise ForecastError(f"registered model '{cfg.model_name}' has no versions in {uri}")
+        version = max(int(v.version) for v in versions)
+    r = cfg.registry
+    return promote_version(
+        uri,
+        cfg.model_name,
+        str(version),
+        values,
+        dm.bounds()["test"],
+        axis,
+        n_origins=r.n_origins,
+        margin=r.margin,
+        alias=r.alias,
+    )
+
+
+def as_dict(d: Decision) -> dict[str, Any]:
+    """The decision as plain data (for printing or JSON)."""
+    return asdict(d)

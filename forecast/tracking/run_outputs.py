@@ -1,0 +1,59 @@
+"""What a finished training run leaves in MLflow besides metrics: config, checkpoint, plots."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from forecast.tracking.plots import forecast_frames, skill_curve
+
+
+def log_config(client: MlflowClient, run_id: str, config_yaml: str) -> None:
+    """Log the resolved config as ``config.yaml`` at the artifact root."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.yaml"
+        path.write_text(config_yaml)
+        client.log_artifact(run_id, str(path))
+
+
+def log_checkpoint(client: MlflowClient, run_id: str, checkpoint: str | None) -> bool:
+    """Log the best checkpoint under ``checkpoints/``; False when there is none on disk."""
+    if not checkpoint or not Path(checkpoint).is_file():
+        return False
+    client.log_artifact(run_id, checkpoint, artifact_path="checkpoints")
+    return True
+
+
+def log_plots(
+    client: MlflowClient,
+    run_id: str,
+    metrics: Mapping[str, float],
+    horizon: int,
+    frames: tuple[np.ndarray, np.ndarray, str] | None = None,
+) -> list[str]:
+    """Log the per-lead skill curve and (gridded data) forecast-vs-truth frames under ``plots/``.
+
+    Args:
+        client: bound to the tracking store.
+        run_id: the run.
+        metrics: held-out metrics with per-lead keys (see :func:`plots.skill_curve`).
+        horizon: lead times.
+        frames: ``(truth, forecast, variable)`` with arrays ``(horizon, H, W)``, or None.
+
+    Returns:
+        The artifact paths written.
+    """
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if all(f"test/skill_lead{k}" in metrics for k in range(1, horizon + 1)):
+            written.append(skill_curve(metrics, horizon, Path(tmp) / "skill_per_lead.png"))
+        if frames is not None:
+            truth, pred, name = frames
+            written.append(forecast_frames(truth, pred, Path(tmp) / "forecast_vs_truth.png", name))
+        for p in written:
+            client.log_artifact(run_id, str(p), artifact_path="plots")
+    return [f"plots/{p.name}" for p in written]
