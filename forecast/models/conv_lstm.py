@@ -26,6 +26,8 @@ class ConvLSTMForecaster(nn.Module):
         residual: predict increments over the last input frame.
     """
 
+    gridded = True  # the task adds image metrics (SSIM, PSNR)
+
     def __init__(
         self,
         in_channels: int,
