@@ -1,0 +1,1 @@
+"""Benchmarks: one script per measured claim, run as python -m benchmarks.NAME."""

@@ -1,0 +1,230 @@
+"""Training-step time of the recurrent family against references measured in the same run.
+
+Run: python -m benchmarks.cells [--repeats N] [--conv-repeats N] [--skip-conv]
+Prints a table per part and, as the very last line, one JSON object with every figure.
+
+Part 1: 2-layer bidirectional stacks, hidden 128, input 7, length 96, batch 32; ratio to
+torch.nn.LSTM of the same size. Part 2: ConvLSTM at OpenSTL's Moving MNIST size (4 layers x 128
+channels, 5x5 kernels, 16x16 grid after 4x4 patching, 10 context + 10 teacher-forced frames),
+fp32 and bf16 autocast; ratio to a textbook ConvLSTM (separate x and h convolutions per step per
+layer) in fp32, plus the achieved GFLOP/s of the gate convolutions, counted analytically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from forecast.models.conv_recurrent import ConvRecurrentStack
+from forecast.models.recurrent import StackedRecurrent
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def median_step_seconds(
+    steps: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int = 2
+) -> dict[str, float]:
+    """Median wall time of each step over `repeats` rounds after `warmup` rounds.
+
+    Rounds interleave the variants (A B C, A B C, ...) so that load from other processes on a
+    shared machine falls on all of them alike instead of on whichever ran during a busy spell.
+    """
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            _sync(device)
+            start = time.perf_counter()
+            step()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def train_step(model: nn.Module, forward: Callable[[], Tensor]) -> Callable[[], None]:
+    """Forward, backward and one Adam step; the loss is a mean square of the outputs."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        forward().float().pow(2).mean().backward()
+        opt.step()
+
+    return step
+
+
+def bench_vector(device: torch.device, repeats: int) -> dict[str, float]:
+    """Part 1: median step seconds per variant (keys) for 2-layer bidirectional stacks."""
+    torch.manual_seed(0)
+    x = torch.randn(32, 96, 7, device=device)
+    kw = dict(input_size=7, hidden_size=128, num_layers=2, bidirectional=True)
+    variants: dict[str, nn.Module] = {
+        "torch.nn.LSTM (reference)": nn.LSTM(7, 128, 2, batch_first=True, bidirectional=True),
+        "LSTM (StackedRecurrent, torch path)": StackedRecurrent(**kw),
+        "LSTM (custom cells, lstm_scan)": StackedRecurrent(**kw, impl="cells"),
+        "peephole LSTM": StackedRecurrent(**kw, peephole=True),
+        "coupled-gate LSTM": StackedRecurrent(**kw, coupled=True),
+        "GRU": StackedRecurrent(**kw, cell="gru"),
+        "vanilla RNN": StackedRecurrent(**kw, cell="rnn"),
+    }
+    steps = {}
+    for name, model in variants.items():
+        model.to(device)
+        steps[name] = train_step(model, lambda m=model: m(x)[0])
+    return median_step_seconds(steps, device, repeats)
+
+
+class TextbookConvLSTM(nn.Module):
+    """Reference: per step and layer, one conv of x_t and one of h (as OpenSTL), no batching."""
+
+    def __init__(self, in_channels: int, hidden: list[int], kernel_size: int) -> None:
+        super().__init__()
+        sizes = [in_channels, *hidden]
+        pad = kernel_size // 2
+        self.conv_x = nn.ModuleList(
+            nn.Conv2d(a, 4 * b, kernel_size, padding=pad)
+            for a, b in zip(sizes[:-1], hidden, strict=True)
+        )
+        self.conv_h = nn.ModuleList(
+            nn.Conv2d(b, 4 * b, kernel_size, padding=pad, bias=False) for b in hidden
+        )
+        self.hidden = hidden
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: (B, T, C, H, W) -> last layer outputs (B, T, Ch, H, W)."""
+        b, t_len, _, height, width = x.shape
+        hs = [x.new_zeros(b, c, height, width) for c in self.hidden]
+        cs = [x.new_zeros(b, c, height, width) for c in self.hidden]
+        outs = []
+        for t in range(t_len):
+            inp = x[:, t]
+            for layer in range(len(self.hidden)):
+                gates = self.conv_x[layer](inp) + self.conv_h[layer](hs[layer])
+                i, f, g, o = gates.chunk(4, dim=1)
+                cs[layer] = torch.sigmoid(f) * cs[layer] + torch.sigmoid(i) * torch.tanh(g)
+                hs[layer] = torch.sigmoid(o) * torch.tanh(cs[layer])
+                inp = hs[layer]
+            outs.append(inp)
+        return torch.stack(outs, dim=1)
+
+
+def gate_conv_flops(
+    batch: int, t_len: int, c_in: int, hidden: list[int], k: int, grid: int
+) -> float:
+    """Training-step FLOPs of the gate convolutions: 3x forward (forward, grad input, grad weight).
+
+    Per conv 2 * B * H * W * C_out * C_in * k^2; x-convs on all T steps, h-convs on T-1 steps
+    (the first step's state is zero, so that conv is not useful work).
+    """
+    fwd = 0.0
+    for a, c in zip([c_in, *hidden[:-1]], hidden, strict=True):
+        per = 2 * batch * grid * grid * 4 * c * k * k
+        fwd += per * (a * t_len + c * (t_len - 1))
+    return 3 * fwd
+
+
+def bench_conv(device: torch.device, repeats: int) -> dict[str, float]:
+    """Part 2: median step seconds, GFLOP/s and bf16 error of the ConvLSTM variants."""
+    torch.manual_seed(0)
+    batch = 16 if device.type == "cuda" else 4
+    c_in, hidden, k, grid, t_len = 16, [128] * 4, 5, 16, 20
+    x = torch.randn(batch, t_len, c_in, grid, grid, device=device)
+    textbook = TextbookConvLSTM(c_in, hidden, k).to(device)
+    ours = ConvRecurrentStack(c_in, hidden, k).to(device)
+    with torch.no_grad():  # same weights, so the outputs can be compared
+        for layer, cell in enumerate(ours.cells):
+            cell.weight_x.copy_(textbook.conv_x[layer].weight)
+            cell.weight_h.copy_(textbook.conv_h[layer].weight)
+            cell.bias.copy_(textbook.conv_x[layer].bias)
+    ours_cl = ConvRecurrentStack(c_in, hidden, k).to(device)
+    ours_cl.load_state_dict(ours.state_dict())
+    ours_cl.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = textbook(x)
+        fp32_err = ((ours(x)[0] - ref).norm() / ref.norm()).item()
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            bf16_out = ours_cl(x)[0]
+        bf16_err = ((bf16_out.float() - ref).norm() / ref.norm()).item()
+
+    def autocast_bf16(fn: Callable[[], Tensor]) -> Callable[[], Tensor]:
+        def run() -> Tensor:
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                return fn()
+
+        return run
+
+    steps = {
+        "textbook ConvLSTM fp32 (reference)": train_step(textbook, lambda: textbook(x)),
+        "ConvRecurrentStack fp32": train_step(ours, lambda: ours(x)[0]),
+        "ConvRecurrentStack fp32 channels_last": train_step(ours_cl, lambda: ours_cl(x)[0]),
+        "ConvRecurrentStack bf16 autocast channels_last": train_step(
+            ours_cl, autocast_bf16(lambda: ours_cl(x)[0])
+        ),
+        "textbook ConvLSTM bf16 autocast": train_step(textbook, autocast_bf16(lambda: textbook(x))),
+    }
+    out: dict[str, float] = {"batch": batch, "frames": t_len}
+    flops = gate_conv_flops(batch, t_len, c_in, hidden, k, grid)
+    out["gate_conv_gflop_per_step"] = flops / 1e9
+    out.update(median_step_seconds(steps, device, repeats, warmup=1))
+    out["fp32_rel_error_vs_textbook"] = fp32_err
+    out["bf16_rel_error_vs_fp32"] = bf16_err
+    return out
+
+
+def main() -> None:
+    """Run both parts and print the tables and the final JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--conv-repeats", type=int, default=3)
+    parser.add_argument("--skip-conv", action="store_true")
+    args = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    result: dict[str, object] = {"device": str(device)}
+
+    vec = bench_vector(device, args.repeats)
+    ref = vec["torch.nn.LSTM (reference)"]
+    print("\n2-layer bidirectional, hidden 128, input 7, length 96, batch 32 (train step)")
+    print(f"{'variant':42s} {'median ms':>10s} {'x torch.nn.LSTM':>16s}")
+    for name, sec in vec.items():
+        print(f"{name:42s} {sec * 1e3:10.1f} {sec / ref:16.2f}")
+    result["vector_ms"] = {k: round(v * 1e3, 2) for k, v in vec.items()}
+    result["vector_ratio"] = {k: round(v / ref, 3) for k, v in vec.items()}
+
+    if not args.skip_conv:
+        conv = bench_conv(device, args.conv_repeats)
+        cref = conv["textbook ConvLSTM fp32 (reference)"]
+        gflop = conv["gate_conv_gflop_per_step"]
+        print(
+            f"\nConvLSTM 4x128, 5x5, 16x16, {conv['frames']} frames, batch {conv['batch']} "
+            f"(train step; gate convs {gflop:.0f} GFLOP)"
+        )
+        print(f"{'variant':48s} {'median s':>9s} {'x textbook':>11s} {'GFLOP/s':>9s}")
+        timed = {k: v for k, v in conv.items() if "ConvLSTM" in k or "Stack" in k}
+        for name, sec in timed.items():
+            print(f"{name:48s} {sec:9.3f} {sec / cref:11.2f} {gflop / sec:9.0f}")
+        print(
+            f"relative error fp32 vs textbook: {conv['fp32_rel_error_vs_textbook']:.2e}; "
+            f"bf16 vs fp32: {conv['bf16_rel_error_vs_fp32']:.2e}"
+        )
+        result["conv_s"] = {k: round(v, 4) for k, v in timed.items()}
+        result["conv_ratio"] = {k: round(v / cref, 3) for k, v in timed.items()}
+        result["conv_gflops"] = {k: round(gflop / v, 1) for k, v in timed.items()}
+        result["conv_bf16_rel_error"] = conv["bf16_rel_error_vs_fp32"]
+        result["conv_fp32_rel_error"] = conv["fp32_rel_error_vs_textbook"]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
