@@ -108,9 +108,18 @@ class WindowDataModule(L.LightningDataModule):
         return calendar_features(ds["time"].values, path) if self.calendar else None
 
     def _starts(
-        self, reader: FrameReader, missing: np.ndarray, bounds: dict[str, tuple[int, int]]
+        self,
+        reader: FrameReader,
+        missing: np.ndarray,
+        bounds: dict[str, tuple[int, int]],
+        targets: list[int] | None = None,
     ) -> dict[str, np.ndarray]:
-        """Window starts per split after dropping windows missing more than ``max_missing``."""
+        """Window starts per split, without windows that are too sparse to use.
+
+        A window is skipped (and counted in ``self.skipped``) when it misses more than
+        ``max_missing`` of its values, or when all its target values (channels ``targets``,
+        default all) are missing: there would be nothing to score.
+        """
         path, n_space = reader.source.path, int(np.prod(reader.space_shape, dtype=int))
         length = self.context + self.horizon
         out: dict[str, np.ndarray] = {}
@@ -138,7 +147,12 @@ class WindowDataModule(L.LightningDataModule):
                     f"entirely NaN in variables {reader.variables}; set `max_missing` below 1 to "
                     "skip such windows, or fill the gap in the data"
                 )
-            keep = frac <= self.max_missing
+            tcols = missing[:, targets] if targets is not None else missing
+            t_miss = window_missing(
+                tcols.sum(axis=1), starts + self.step * self.context, self.horizon, self.step
+            )
+            no_target = t_miss >= self.horizon * n_space * tcols.shape[1]
+            keep = (frac <= self.max_missing) & ~no_target
             self.skipped[split] = int((~keep).sum())
             if not keep.any():
                 raise DataError(

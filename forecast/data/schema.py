@@ -71,6 +71,12 @@ def check_variables(
             f"{path}: variables {missing} not found; available: {sorted(map(str, ds.data_vars))}; "
             "fix `variables` in the data config or map names with `rename`"
         )
+    if TIME not in ds.dims:
+        names = ", ".join(f"'{v}'" for v in variables)
+        raise DataError(
+            f"{path}: no 'time' dimension for variables {names} (dims: "
+            f"{sorted(map(str, ds.dims))}); map yours with `rename`, e.g. {{valid_time: time}}"
+        )
     for v in variables:
         kind = ds[v].dtype.kind
         if kind not in "biuf":
@@ -83,11 +89,6 @@ def check_variables(
                 f"{path}: variable '{v}' has dims {tuple(map(str, ds[v].dims))}, expected {dims}; "
                 "map names with `rename` or drop the variable"
             )
-    if TIME not in ds.dims:
-        raise DataError(
-            f"{path}: no 'time' dimension (dims: {sorted(map(str, ds.dims))}); map yours with "
-            "`rename`, e.g. {valid_time: time}"
-        )
 
 
 def check_time(ds: xr.Dataset, path: str, variable: str = "") -> pd.Timedelta | None:

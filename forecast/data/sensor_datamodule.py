@@ -112,10 +112,10 @@ class SensorDataModule(WindowDataModule):
         # the target normaliser is what serving inverts forecasts with
         self.input_normalizer: Normalizer = norm
         self.normalizer = norm.subset(self.targets)
-        starts = self._starts(reader, scan.missing, bounds)
+        targets = [self.read_vars.index(v) for v in self.targets]
+        starts = self._starts(reader, scan.missing, bounds, targets)
         cal = self._calendar(self._timed(self.dataset), self.source.path)
         inputs = [self.read_vars.index(v) for v in self.variables]
-        targets = [self.read_vars.index(v) for v in self.targets]
         sets = {
             split: SensorWindows(
                 reader,
