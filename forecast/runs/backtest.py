@@ -69,6 +69,7 @@ def backtest(
     horizon: int,
     channel_axis: int,
     max_batch: int = 32,
+    truth: np.ndarray | None = None,
 ) -> BacktestResult:
     """Forecast from every origin with ``predict`` and score against ``values``.
 
@@ -81,6 +82,8 @@ def backtest(
         horizon: steps scored (the first ``horizon`` of the model's output).
         channel_axis: axis of ``values`` that holds the variables.
         max_batch: origins per ``predict`` call.
+        truth: raw target values ``(T, ...)`` when the model forecasts other variables than it
+            reads (default: ``values``).
 
     Returns:
         The :class:`BacktestResult`; NaN targets are ignored, and origins whose context holds a
@@ -95,19 +98,20 @@ def backtest(
     origins = origins[np.asarray(complete, dtype=bool)]
     if len(origins) == 0:
         raise DataError("every backtest origin has a missing value (NaN) in its context")
+    target = values if truth is None else truth
     reduce = tuple(i for i in range(values.ndim) if i != channel_axis)
-    span = values[origins.min() : origins.max() + horizon]
+    span = target[origins.min() : origins.max() + horizon]
     std = np.nanstd(span, axis=reduce, keepdims=True)
     std = np.where(std > 0, std, 1.0)
     sq, count = [], []
     for i in range(0, len(origins), max_batch):
         chunk = origins[i : i + max_batch]
         x = np.stack([values[t - context : t] for t in chunk]).astype(np.float32)
-        truth = np.stack([values[t : t + horizon] for t in chunk])
+        truth_k = np.stack([target[t : t + horizon] for t in chunk])
         pred = np.asarray(predict(x))[:, :horizon]
-        if pred.shape != truth.shape:
-            raise DataError(f"forecast shape {pred.shape} does not match truth {truth.shape}")
-        err = ((pred - truth) / std[None]) ** 2  # (n, horizon, ...)
+        if pred.shape != truth_k.shape:
+            raise DataError(f"forecast shape {pred.shape} does not match truth {truth_k.shape}")
+        err = ((pred - truth_k) / std[None]) ** 2  # (n, horizon, ...)
         valid = np.isfinite(err)
         axes = tuple(range(2, err.ndim))
         sq.append(np.where(valid, err, 0.0).sum(axis=axes))

@@ -45,20 +45,41 @@ def beats(candidate: float, champion: float, margin: float) -> bool:
     return bool(np.isfinite(candidate)) and candidate < champion * (1.0 - margin)
 
 
-def raw_values(dm: Any) -> tuple[np.ndarray, int]:
-    """The data module's raw store as ``(T, C, H, W)`` or ``(T, S, F)`` and its variable axis."""
-    ds, variables = dm.dataset, list(dm.variables)
+def raw_values(dm: Any, variables: list[str] | None = None) -> tuple[np.ndarray, int]:
+    """The data module's raw store as ``(T, C, H, W)`` or ``(T, S, F)`` and its variable axis.
+
+    ``variables`` defaults to the module's inputs (pass its targets for the truth).
+
+    Gridded data honour the module's ``crop``; the whole time axis is read (held-out range only is
+    scored, but contexts may reach back before it).
+    """
+    ds, variables = dm.dataset, list(variables or dm.variables)
     if dm.describe().grid is not None:
+        crop = getattr(dm, "crop", None) or {}
+        ds = ds.isel({d: slice(a, b) for d, (a, b) in crop.items()})
         return np.stack([ds[v].values for v in variables], axis=1).astype(np.float32), 1
     return np.stack([ds[v].values for v in variables], axis=-1).astype(np.float32), 2
 
 
 def score(
-    model: PyFuncModel, values: np.ndarray, origins: np.ndarray, horizon: int, axis: int
+    model: PyFuncModel,
+    values: np.ndarray,
+    origins: np.ndarray,
+    horizon: int,
+    axis: int,
+    truth: np.ndarray | None = None,
 ) -> float:
     """Backtest score of a loaded pyfunc on the given origins."""
-    meta = model.unwrap_python_model().metadata
-    return backtest(model.predict, values, origins, int(meta["context"]), horizon, axis).score
+    ctx = int(model.unwrap_python_model().metadata["context"])
+    return backtest(model.predict, values, origins, ctx, horizon, axis, truth=truth).score
+
+
+def data_arrays(dm: Any) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Inputs, targets (None when the same variables) and variable axis of a data module."""
+    values, axis = raw_values(dm)
+    targets = list(getattr(dm, "targets", None) or dm.variables)
+    truth = None if targets == list(dm.variables) else raw_values(dm, targets)[0]
+    return values, truth, axis
 
 
 def promote_version(
@@ -71,6 +92,7 @@ def promote_version(
     n_origins: int = 8,
     margin: float = 0.02,
     alias: str = CHAMPION,
+    truth: np.ndarray | None = None,
 ) -> Decision:
     """Compare version ``version`` with the ``alias`` holder on one backtest; move the alias if won.
 
@@ -87,6 +109,7 @@ def promote_version(
         n_origins: forecast origins in the backtest.
         margin: relative improvement the candidate needs (0.02 = 2 % lower score).
         alias: the alias to move.
+        truth: raw target values when the targets differ from the inputs.
 
     Returns:
         The :class:`Decision`, also logged as version tags and as the candidate run's metrics.
@@ -104,14 +127,14 @@ def promote_version(
     if champion is not None:
         contexts.append(int(champion.unwrap_python_model().metadata["context"]))
     origins = rolling_origins(held_out, max(contexts), horizon, n_origins)
-    cand_score = score(candidate, values, origins, horizon, channel_axis)
+    cand_score = score(candidate, values, origins, horizon, channel_axis, truth)
     champ_score: float | None = None
     if current is None:
         promoted, reason = True, f"no '{alias}' yet"
     else:
         assert champion is not None
         try:
-            champ_score = score(champion, values, origins, horizon, channel_axis)
+            champ_score = score(champion, values, origins, horizon, channel_axis, truth)
         except (MlflowException, DataError) as e:
             # a champion that cannot read today's data (other shape/variables) cannot defend
             promoted, reason = True, f"champion v{current.version} cannot be evaluated: {e}"
@@ -157,7 +180,7 @@ def promote(cfg: DictConfig) -> Decision:
     uri = absolute_tracking_uri(str(cfg.tracking_uri))
     check_reachable(uri)
     dm = instantiate(cfg.data)
-    values, axis = raw_values(dm)
+    values, truth, axis = data_arrays(dm)
     client = client_for(uri)
     version = cfg.get("version")
     if version is None:
@@ -179,6 +202,7 @@ def promote(cfg: DictConfig) -> Decision:
         n_origins=r.n_origins,
         margin=r.margin,
         alias=r.alias,
+        truth=truth,
     )
 
 

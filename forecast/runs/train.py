@@ -16,7 +16,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from forecast.data.spec import DataSpec
-from forecast.runs.promote import promote_version, raw_values
+from forecast.runs.promote import data_arrays, promote_version
 from forecast.serving.pyfunc import model_metadata
 from forecast.tracking.mlflow import absolute_tracking_uri, flatten, git_commit
 from forecast.tracking.model_log import log_forecast_model
@@ -158,7 +158,7 @@ def _log_model(
     version = register_if_finite(client, cfg.model_name, model_id, run_id, metrics, finite)
     if version is None or not reg.get("promote", False):
         return model_uri, None if version is None else str(version.version)
-    values, axis = raw_values(dm)
+    values, truth, axis = data_arrays(dm)
     promote_version(
         uri,
         cfg.model_name,
@@ -169,6 +169,7 @@ def _log_model(
         n_origins=int(reg.n_origins),
         margin=float(reg.margin),
         alias=str(reg.alias),
+        truth=truth,
     )
     return model_uri, str(version.version)
 

@@ -61,6 +61,7 @@ def model_metadata(spec: DataSpec, max_samples: int = 64, **extra: Any) -> dict[
         "context": spec.context,
         "horizon": spec.horizon,
         "variables": list(spec.variables) or [f"var{i}" for i in range(c)],
+        "targets": list(spec.targets) or list(spec.variables) or [f"var{i}" for i in range(c)],
         "grid": list(spec.grid) if spec.grid else None,
         "n_sensors": spec.n_sensors,
         "sample_shape": list(sample),
@@ -122,16 +123,19 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         state = torch.load(artifacts["weights"], map_location="cpu", weights_only=True)
         self.net.load_state_dict(state)
         self.net.eval()
-        self.normalizer = Normalizer.load(artifacts["normalizer"])
         self.metadata: dict[str, Any] = json.loads(Path(artifacts["metadata"]).read_text())
+        fitted = Normalizer.load(artifacts["normalizer"])
+        # inputs and forecast targets may be different variables of one fitted normaliser
+        self.in_norm = fitted.subset(self.metadata["variables"])
+        self.out_norm = fitted.subset(self.metadata.get("targets", self.metadata["variables"]))
 
     def forecast(self, x: np.ndarray) -> np.ndarray:
         """Validated raw ``(B, *sample_shape)`` -> raw ``(B, *output_shape)``, float32."""
         axis = int(self.metadata["channel_axis"])
-        z = self.normalizer.transform(x, axis=axis).astype(np.float32)
+        z = self.in_norm.transform(x, axis=axis).astype(np.float32)
         with torch.inference_mode():
             y = self.net(torch.from_numpy(z)).numpy()
-        return self.normalizer.inverse(y, axis=axis).astype(np.float32)
+        return self.out_norm.inverse(y, axis=axis).astype(np.float32)
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         """Validate, normalise, run the net, map back to physical units.
