@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from forecast.models.conv_recurrent import ConvRecurrentStack
+from forecast.models.encoders import FrameDecoder, FrameEncoder
 
 
 class ConvLSTMForecaster(nn.Module):
@@ -24,6 +25,9 @@ class ConvLSTMForecaster(nn.Module):
         peephole: use the ConvLSTM peephole (Hadamard) terms.
         patch: space-to-depth factor; H and W must be divisible by it.
         residual: predict increments over the last input frame.
+        frame_channels: optional CNN frame encoder (one stride-2 layer per entry) before the
+            recurrent stacks, mirrored by a transposed-conv decoder after them; H / patch and
+            W / patch must then be divisible by 2 ** len(frame_channels).
     """
 
     gridded = True  # the task adds image metrics (SSIM, PSNR)
@@ -38,6 +42,7 @@ class ConvLSTMForecaster(nn.Module):
         peephole: bool = False,
         patch: int = 1,
         residual: bool = True,
+        frame_channels: list[int] | None = None,
     ) -> None:
         super().__init__()
         out_channels = out_channels or in_channels
@@ -50,11 +55,16 @@ class ConvLSTMForecaster(nn.Module):
         self.patch, self.residual = patch, residual
         hidden = list(hidden_channels)
         p2 = patch * patch
-        self.encoder = ConvRecurrentStack(in_channels * p2, hidden, kernel_size, peephole=peephole)
-        self.forecaster = ConvRecurrentStack(
-            in_channels * p2, hidden, kernel_size, peephole=peephole
+        frames = list(frame_channels or [])
+        self.frame_encoder = FrameEncoder(in_channels * p2, frames) if frames else None
+        width = frames[-1] if frames else in_channels * p2
+        self.encoder = ConvRecurrentStack(width, hidden, kernel_size, peephole=peephole)
+        self.forecaster = ConvRecurrentStack(width, hidden, kernel_size, peephole=peephole)
+        self.head: nn.Module = (
+            FrameDecoder(hidden[-1], frames[::-1], out_channels * p2)
+            if frames
+            else nn.Conv2d(hidden[-1], out_channels * p2, kernel_size=1)
         )
-        self.head = nn.Conv2d(hidden[-1], out_channels * p2, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, T, C, H, W) -> (B, horizon, C_out, H, W)."""
@@ -67,9 +77,14 @@ class ConvLSTMForecaster(nn.Module):
         if h % p or w % p:
             raise ValueError(f"grid {h}x{w} is not divisible by patch size {p}")
         z = F.pixel_unshuffle(x.reshape(b * t, c, h, w), p).reshape(b, t, c * p * p, h // p, w // p)
+        if self.frame_encoder is not None:
+            z = self.frame_encoder(z)  # (B, T, C_f, h / 2^L, w / 2^L)
         _, states = self.encoder(z)
-        out, _ = self.forecaster(None, states=states, steps=self.horizon)  # (B, horizon, Ch, h, w)
-        y = self.head(out.reshape(b * self.horizon, *out.shape[2:]))
+        out, _ = self.forecaster(None, states=states, steps=self.horizon)  # (B, horizon, Ch, ., .)
+        if self.frame_encoder is not None:
+            y = self.head(out).flatten(0, 1)  # (B*horizon, C_out*p*p, h/p, w/p)
+        else:
+            y = self.head(out.flatten(0, 1))
         y = F.pixel_shuffle(y, p).reshape(b, self.horizon, self.out_channels, h, w)
         if self.residual:
             y = y + x[:, -1:].to(y.dtype)
