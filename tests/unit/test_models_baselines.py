@@ -1,0 +1,38 @@
+import numpy as np
+import pytest
+import torch
+
+from forecast.models.baselines import Climatology, Persistence, SeasonalNaive, seasonal_naive
+
+
+def test_persistence_and_seasonal_naive_hand_values():
+    x = torch.arange(6.0).reshape(1, 6, 1)
+    assert Persistence(3)(x).flatten().tolist() == [5.0, 5.0, 5.0]
+    # period 2: leads take x[4], x[5], x[4]
+    assert seasonal_naive(x, 3, 2).flatten().tolist() == [4.0, 5.0, 4.0]
+    with pytest.raises(ValueError, match="period"):
+        SeasonalNaive(3, period=8, context=6)
+
+
+def test_climatology_month_hour_from_train_only():
+    times = np.array(
+        ["2020-01-01T00", "2020-01-01T12", "2020-01-02T00", "2020-01-02T12", "2020-02-01T00",
+         "2020-01-03T00"], dtype="datetime64[h]",
+    )  # fmt: skip
+    values = np.array([1.0, 10.0, 3.0, 20.0, 100.0, 999.0])[:, None]
+    clim = Climatology.fit(values, times, train=(0, 4), context=1, horizon=2)
+    # window starting at row 1: targets are rows 2 (Jan 00h) and 3 (Jan 12h)
+    out = clim(torch.zeros(1, 1, 1), torch.tensor([1]))
+    assert out.flatten().tolist() == pytest.approx([2.0, 15.0])
+    # row 4 (Feb 00h) never seen in train: falls back to the train mean 8.5, not 100
+    out = clim(torch.zeros(1, 1, 1), torch.tensor([3]))
+    assert out.flatten().tolist() == pytest.approx([8.5, 2.0])
+
+
+def test_climatology_day_of_year_over_several_years():
+    times = np.arange("2018-01-01", "2021-01-01", dtype="datetime64[D]")
+    doy = np.array([t.astype(object).timetuple().tm_yday for t in times], dtype=float)
+    clim = Climatology.fit(doy[:, None], times, train=(0, len(times)), context=1, horizon=1)
+    assert clim.table.shape[0] == 366
+    out = clim(torch.zeros(1, 1, 1), torch.tensor([40]))  # target row 41 = Feb 11th
+    assert out.item() == pytest.approx(42.0)
