@@ -16,9 +16,18 @@ from forecast.data.reader import FrameReader
 Item = dict[str, torch.Tensor]
 
 
-def _fill(z: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def _scale(
+    raw: np.ndarray, offset: np.ndarray, inv_scale: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalise, mask and fill one window; returns (values, mask) as torch tensors.
+
+    ``raw`` may be a view of a loaded array, so the first operation allocates and the rest work
+    in place on that copy (this path runs once per sample).
+    """
+    z = (raw - offset) * inv_scale
     mask = np.isfinite(z)
-    return torch.from_numpy(np.where(mask, z, 0.0).astype(np.float32)), torch.from_numpy(mask)
+    np.copyto(z, np.float32(0.0), where=~mask)
+    return torch.from_numpy(z), torch.from_numpy(mask)
 
 
 class GridWindows(Dataset[Item]):
@@ -64,7 +73,7 @@ class GridWindows(Dataset[Item]):
         self.n_patches = 1 if self.origins is None else len(self.origins)
         c = len(normalizer.variables)
         self._offset = np.asarray(normalizer.offset, np.float32).reshape(1, c, 1, 1)
-        self._scale = np.asarray(normalizer.scale, np.float32).reshape(1, c, 1, 1)
+        self._inv = 1.0 / np.asarray(normalizer.scale, np.float32).reshape(1, c, 1, 1)
 
     def __len__(self) -> int:
         return len(self.starts) * self.n_patches
@@ -79,9 +88,9 @@ class GridWindows(Dataset[Item]):
             r, c = self.origins[i % self.n_patches]
             space = (slice(int(r), int(r) + self.patch[0]), slice(int(c), int(c) + self.patch[1]))
         raw = self.reader.read(self._rows(s), space)  # (L, C, h, w)
-        z = (raw - self._offset) / self._scale
-        x, x_mask = _fill(z[: self.context])
-        y, y_mask = _fill(z[self.context :])
+        z, mask = _scale(raw, self._offset, self._inv)
+        x, y = z[: self.context], z[self.context :]
+        x_mask, y_mask = mask[: self.context], mask[self.context :]
         item = {"x": x, "y": y, "x_mask": x_mask, "y_mask": y_mask, "start": torch.tensor(s)}
         if self.calendar is not None:
             cal = torch.from_numpy(self.calendar[self._rows(s)])
@@ -131,7 +140,7 @@ class SensorWindows(Dataset[Item]):
         self.calendar = calendar
         c = len(normalizer.variables)
         self._offset = np.asarray(normalizer.offset, np.float32).reshape(1, 1, c)
-        self._scale = np.asarray(normalizer.scale, np.float32).reshape(1, 1, c)
+        self._inv = 1.0 / np.asarray(normalizer.scale, np.float32).reshape(1, 1, c)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -140,9 +149,9 @@ class SensorWindows(Dataset[Item]):
         s = int(self.starts[i])
         rows = slice(s, s + self.step * (self.context + self.horizon), self.step)
         raw = self.reader.read(rows).transpose(0, 2, 1)  # (L, C, S) -> (L, S, C)
-        z = (raw - self._offset) / self._scale
-        x, x_mask = _fill(z[: self.context][..., self.inputs])
-        y, y_mask = _fill(z[self.context :][..., self.targets])
+        z, mask = _scale(raw, self._offset, self._inv)
+        x, x_mask = z[: self.context][..., self.inputs], mask[: self.context][..., self.inputs]
+        y, y_mask = z[self.context :][..., self.targets], mask[self.context :][..., self.targets]
         item = {"x": x, "y": y, "x_mask": x_mask, "y_mask": y_mask, "start": torch.tensor(s)}
         if self.calendar is not None:
             cal = torch.from_numpy(self.calendar[rows])

@@ -28,6 +28,56 @@ class Source(Protocol):
 
 
 @dataclass
+class _Direct:
+    """Raw on-disk array plus its CF decoding (scale, offset, fill) and the crop offsets."""
+
+    array: Any
+    scale: float
+    offset: float
+    fills: tuple[float, ...]
+    bounds: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def make(
+        cls, backend: Any, name: str, encoding: dict[str, Any], crop: tuple[slice, ...]
+    ) -> _Direct | None:
+        if backend is None:
+            return None
+        try:
+            array = backend(name)
+        except (KeyError, OSError, ValueError):  # not a plain on-disk array: use xarray's path
+            return None
+        fills = tuple(
+            float(np.asarray(encoding[k]).ravel()[0])
+            for k in ("_FillValue", "missing_value")
+            if k in encoding and encoding[k] is not None
+        )
+        return cls(
+            array,
+            float(encoding.get("scale_factor", 1.0)),
+            float(encoding.get("add_offset", 0.0)),
+            fills,
+            tuple((int(s.start), int(s.stop)) for s in crop),
+        )
+
+    def read(self, key: tuple[slice, ...]) -> np.ndarray:
+        """Decoded float32 values at ``key`` (relative to the crop)."""
+        key = key + (slice(None),) * (len(self.bounds) - len(key))
+        full = tuple(
+            slice(lo + (k.start or 0), lo + (hi - lo if k.stop is None else k.stop), k.step)
+            for k, (lo, hi) in zip(key, self.bounds, strict=True)
+        )
+        raw = np.asarray(self.array[full])
+        out = raw.astype(np.float32)
+        for fill in self.fills:
+            if not np.isnan(fill):
+                out[raw == fill] = np.nan
+        if self.scale != 1.0 or self.offset != 0.0:
+            out = out * np.float32(self.scale) + np.float32(self.offset)
+        return out
+
+
+@dataclass
 class Scan:
     """What one streamed pass over the data learns.
 
@@ -76,6 +126,7 @@ class FrameReader:
         self.memory_budget_mb = float(memory_budget_mb)
         self._pid: int | None = None
         self._vars: list[xr.Variable] = []
+        self._direct: list[_Direct | None] = []
         self._array: np.ndarray | None = None
         ds = self._open()
         t = self._crop_slice("time", int(ds.sizes["time"]))
@@ -99,17 +150,21 @@ class FrameReader:
 
     def _open(self) -> xr.Dataset:
         ds = self.source.open()
-        self._vars = []
+        self._vars, self._direct = [], []
+        backend = getattr(self.source, "backend", None)
         for v in self.variables:
             var = ds[v].variable.transpose("time", *self.space_dims)
             key = tuple(self._crop_slice(d, int(ds.sizes[d])) for d in ("time", *self.space_dims))
             self._vars.append(var[key] if self.crop else var)
+            in_order = tuple(map(str, ds[v].dims)) == ("time", *self.space_dims)
+            self._direct.append(_Direct.make(backend, v, ds[v].encoding, key) if in_order else None)
         self._pid = os.getpid()
         return ds
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_vars"], state["_pid"] = [], None  # reopen in the worker; never share a handle
+        # reopen in the worker; never share a file handle across processes
+        state["_vars"], state["_direct"], state["_pid"] = [], [], None
         return state
 
     def read(self, rows: slice, space: tuple[slice, ...] = ()) -> np.ndarray:
@@ -124,9 +179,12 @@ class FrameReader:
         if self._pid != os.getpid():
             self._open()
         out = []
-        for name, var in zip(self.variables, self._vars, strict=True):
+        for name, var, direct in zip(self.variables, self._vars, self._direct, strict=True):
             try:
-                out.append(np.asarray(var[key].values, dtype=np.float32))
+                if direct is not None:
+                    out.append(direct.read(key))
+                else:
+                    out.append(np.asarray(var[key].values, dtype=np.float32))
             except Exception as e:  # codec/IO errors differ per backend; all mean unreadable data
                 raise DataError(
                     f"{self.source.path}: cannot read variable '{name}' at time rows "

@@ -108,3 +108,30 @@ def test_calendar_features():
     assert f[2, 3] < -0.99  # early July: half a year from 1 January
     with pytest.raises(DataError, match="datetime"):
         calendar_features(np.arange(3))
+
+
+@pytest.mark.parametrize("fmt", ["nc", "zarr2", "zarr3"])
+def test_direct_read_decodes_packed_int16_like_xarray(tmp_path, fmt):
+    """NCEP-style int16 x 0.01 with a fill value: the raw-array path decodes as xarray does."""
+    rng = np.random.default_rng(3)
+    air = rng.normal(280, 10, (12, 4, 6)).astype("f8")
+    air[3, 1, 1] = np.nan
+    ds = xr.Dataset(
+        {"air": (("time", "latitude", "longitude"), air)},
+        coords={"time": pd.date_range("2013-01-01", periods=12, freq="6h")},
+    )
+    enc = {"air": {"dtype": "int16", "scale_factor": 0.01, "_FillValue": -32767}}
+    path = tmp_path / ("a.nc" if fmt == "nc" else "a.zarr")
+    if fmt == "nc":
+        ds.to_netcdf(path, engine="h5netcdf", encoding=enc)
+    else:
+        ds.to_zarr(path, zarr_format=int(fmt[-1]), encoding=enc, consolidated=fmt == "zarr2")
+    src = StoreSource(str(path), rename={"latitude": "lat", "longitude": "lon"})
+    want = src.open()["air"].values
+    r = FrameReader(src, ["air"], ("lat", "lon"), crop={"lon": (1, 5)}, memory_budget_mb=1e-5)
+    assert all(d is not None for d in r._direct)  # the raw-array path, not xarray's
+    got = r.read(slice(3, 10, 3))[:, 0]
+    np.testing.assert_allclose(got, want[3:10:3, :, 1:5].astype("f4"), rtol=1e-6)
+    assert np.isnan(got[0, 1, 0]) and np.nanmax(np.abs(got - 280)) < 60
+    part = r.read(slice(0, 4), (slice(1, 3), slice(0, 2)))[:, 0]
+    np.testing.assert_allclose(part, want[0:4, 1:3, 1:3].astype("f4"), rtol=1e-6)
