@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from forecast.data.spec import DataSpec
 from forecast.runs.promote import data_arrays, promote_version
-from forecast.serving.pyfunc import model_metadata
+from forecast.serving.pyfunc import model_metadata, unservable
 from forecast.tracking.mlflow import absolute_tracking_uri, flatten, git_commit
 from forecast.tracking.model_log import log_forecast_model
 from forecast.tracking.registry import client_for, register_if_finite
@@ -129,11 +129,11 @@ def _log_model(
     spec_kwargs: dict[str, Any],
     metrics: dict[str, float],
     checkpoint: str | None,
-) -> tuple[str, str | None]:
+) -> tuple[str | None, str | None]:
     """Log config, checkpoint, plots and the pyfunc; register it if finite; maybe promote it.
 
     Returns:
-        ``(model_uri, registered version or None)``.
+        ``(model_uri or None when the net cannot be served, registered version or None)``.
     """
     uri, run_id = str(logger._tracking_uri), str(logger.run_id)
     client = client_for(uri)
@@ -146,6 +146,10 @@ def _log_model(
     target = str(net_cfg.pop("_target_"))
     net_cfg.pop("_partial_", None)
     reg = cfg.get("registry") or {}
+    why = unservable(net, spec)
+    if why:  # tracked, but no pyfunc: a request could not carry what the net reads
+        client.set_tag(run_id, "serving/skipped", why)
+        return None, None
     meta = model_metadata(
         spec, max_samples=int(reg.get("max_samples", 64)), data_fingerprint=dm.fingerprint()
     )

@@ -8,7 +8,9 @@ path and constructor arguments), ``normalizer.json`` and ``metadata.json`` (see
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -28,10 +30,45 @@ BUNDLE_FILES = ("weights.pt", "net.json", "normalizer.json", "metadata.json")
 
 
 def build_net(target: str, kwargs: dict[str, Any]) -> nn.Module:
-    """Rebuild a network from its import path and constructor arguments."""
-    module_name, _, cls_name = target.rpartition(".")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls(**kwargs)
+    """Rebuild a network from its import path and constructor arguments.
+
+    Arguments may themselves be ``{"_target_": ..., "_partial_": bool, ...}`` mappings (a composed
+    net's backbone, head, ...): they are built first, as partials when marked so.
+    """
+    return _build({"_target_": target, **kwargs})
+
+
+def _build(obj: Any) -> Any:
+    if isinstance(obj, list):
+        return [_build(v) for v in obj]
+    if not isinstance(obj, dict):
+        return obj
+    args = {k: _build(v) for k, v in obj.items() if k not in ("_target_", "_partial_")}
+    if "_target_" not in obj:
+        return args
+    module_name, _, name = str(obj["_target_"]).rpartition(".")
+    factory = getattr(importlib.import_module(module_name), name)
+    return functools.partial(factory, **args) if obj.get("_partial_") else factory(**args)
+
+
+def unservable(net: nn.Module, spec: DataSpec) -> str | None:
+    """Why ``net`` cannot answer raw-window requests, or None when it can.
+
+    A request carries only the context window ``x``; nets that also need calendar covariates, a
+    paired grid or window positions are trained and tracked but not served.
+    """
+    params = inspect.signature(net.forward).parameters
+    required = [
+        n for n, p in list(params.items())[1:]
+        if p.default is inspect.Parameter.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]  # fmt: skip
+    if required:
+        return f"{type(net).__name__}.forward also needs {required}"
+    if spec.calendar_features:
+        return "the net reads calendar covariates"
+    if spec.grid_channels:
+        return "the net reads a paired grid"
+    return None
 
 
 def model_metadata(spec: DataSpec, max_samples: int = 64, **extra: Any) -> dict[str, Any]:
@@ -111,6 +148,10 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
     ``(B, *output_shape)`` in physical units. Bad input raises an invalid-parameter
     ``MlflowException`` (HTTP 400 with a message when served).
     """
+
+    # `predict` is untyped on purpose: the signature is explicit and validation is ours, so skip
+    # MLflow's type-hint wrapper (and its warning)
+    _skip_type_hint_validation = True
 
     def load_context(self, context: Any) -> None:
         """Load weights with ``weights_only=True`` and rebuild the net from its JSON config."""

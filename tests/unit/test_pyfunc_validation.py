@@ -103,3 +103,31 @@ def test_sensor_metadata_puts_variables_last():
     meta = model_metadata(spec)
     assert meta["sample_shape"] == [96, 1, 7] and meta["output_shape"] == [24, 1, 1]
     assert meta["channel_axis"] == 3 and meta["targets"] == ["g"]
+
+
+def test_composed_net_is_rebuilt_from_nested_targets():
+    from forecast.serving.pyfunc import build_net
+
+    backbone = {"_target_": "forecast.models.recurrent.StackedRecurrent", "_partial_": True}
+    head = {"_target_": "forecast.models.heads.DirectHead", "_partial_": True, "hidden": 0}
+    kwargs = {"in_channels": 7, "horizon": 5, "n_sensors": 1, "residual": True}
+    net = build_net(
+        "forecast.models.sequence.SequenceForecaster",
+        {**kwargs, "backbone": {**backbone, "hidden_size": 8}, "head": head},
+    )
+    assert net(torch.zeros(2, 12, 1, 7)).shape == (2, 5, 1, 7)
+
+
+def test_nets_that_need_more_than_the_window_are_not_served():
+    from forecast.serving.pyfunc import unservable
+
+    spec = DataSpec(1, 1, CTX, H, grid=GRID, variables=("a",))
+    net = ConvLSTMForecaster(1, H, [2])
+    assert unservable(net, spec) is None
+    assert "calendar" in unservable(net, DataSpec(1, 1, CTX, H, grid=GRID, calendar_features=4))
+
+    class NeedsStart(torch.nn.Module):
+        def forward(self, x, start):
+            return x
+
+    assert "start" in unservable(NeedsStart(), spec)

@@ -1,0 +1,89 @@
+"""Start and stop a local ``mlflow models serve`` process (tests, benchmarks, smoke checks)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(
+    model_uri: str,
+    port: int,
+    tracking_uri: str | None = None,
+    log_path: str | Path | None = None,
+    workers: int = 1,
+) -> subprocess.Popen[bytes]:
+    """Run ``mlflow models serve -m model_uri --env-manager local`` on 127.0.0.1 only.
+
+    The server runs in its own process group so :func:`stop_server` ends it and its uvicorn
+    child together, by PID. The venv's ``bin`` goes first on PATH: mlflow execs ``uvicorn``.
+
+    Args:
+        model_uri: e.g. ``models:/forecast-synthetic@champion``.
+        port: the port to bind.
+        tracking_uri: the store that resolves ``models:/`` URIs (default: the environment's).
+        log_path: where the server's output goes (default: discarded).
+        workers: uvicorn worker processes.
+
+    Returns:
+        The server process.
+    """
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
+    cmd = [
+        sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", str(workers),
+    ]  # fmt: skip
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 (child owns it)
+    return subprocess.Popen(
+        cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, timeout: float = 120.0) -> None:
+    """Poll ``/ping`` until the server answers 200; raise if it exits or the timeout passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"model server exited with code {proc.returncode} before ready")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"model server on port {port} not ready after {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Stop the server's process group (SIGTERM, then SIGKILL) and reap it."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=timeout)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)
+    # uvicorn workers may outlive the parent briefly; the group id is the server's PID
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
