@@ -59,9 +59,12 @@ def _logger(cfg: DictConfig) -> MLFlowLogger | None:
         return None
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     assert isinstance(logger_cfg, dict)
-    logger_cfg["tracking_uri"] = absolute_tracking_uri(str(logger_cfg["tracking_uri"]))
+    uri = absolute_tracking_uri(str(logger_cfg["tracking_uri"]))
+    logger_cfg["tracking_uri"] = uri
     art = logger_cfg.get("artifact_location")
-    if art and "://" not in str(art):
+    if uri.startswith(("http://", "https://")):
+        logger_cfg["artifact_location"] = None  # a tracking server stores artifacts itself
+    elif art and "://" not in str(art):
         logger_cfg["artifact_location"] = Path(str(art)).resolve().as_uri()
     return instantiate(logger_cfg)
 
