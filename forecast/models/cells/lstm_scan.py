@@ -150,7 +150,8 @@ def lstm_scan(
     Args:
         xp: (T, B, G*H) pre-activations W_x x_t + b from `LSTMCell.project_input`, gate blocks
             (i, f, g, o), or (f, g, o) when `coupled`.
-        h0: (B, H) initial h; c0: (B, H) initial C.
+        h0: (B, H) initial h.
+        c0: (B, H) initial C.
         weight_hh: (G*H, H) recurrent weights.
         weight_c: (G-1, H) diagonal peepholes ((i, f, o) or (f, o)), or None.
         coupled: input gate = 1 - f.
