@@ -89,6 +89,14 @@ class CsvSensorSource:
                 "`variables` in the data config"
             )
         out = df[keep].copy()
+        for c in keep:
+            if not pd.api.types.is_numeric_dtype(out[c]):
+                # a blank cell is a missing reading (one PRSA file has SO2 = " "); text stays text
+                col = out[c].replace(r"^\s*$", np.nan, regex=True)
+                try:
+                    out[c] = pd.to_numeric(col)
+                except (TypeError, ValueError):
+                    out[c] = col
         out[TIME] = time.to_numpy()
         out[SENSOR] = station
         return out

@@ -100,3 +100,13 @@ def test_table_errors(tmp_path):
     pd.concat([df, df.iloc[[3]]]).to_csv(tmp_path / "dup.csv", index=False)
     with pytest.raises(DataError, match="duplicate"):
         CsvSensorSource(str(tmp_path / "dup.csv")).open()
+
+
+def test_blank_cell_is_missing_not_text(tmp_path):
+    df = _ett(tmp_path / "e.csv", n=12)
+    df["OT"] = df["OT"].astype(object)
+    df.loc[4, "OT"] = " "
+    df.to_csv(tmp_path / "e.csv", index=False)
+    ds = CsvSensorSource(str(tmp_path / "e.csv")).open()
+    assert ds["OT"].dtype.kind == "f" and np.isnan(ds["OT"].values[4, 0])
+    assert np.isfinite(np.delete(ds["OT"].values[:, 0], 4)).all()

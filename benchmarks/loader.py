@@ -1,0 +1,226 @@
+"""Random-window read throughput of the data layer, against xbatcher and in-memory slicing.
+
+Run: ``python -m benchmarks.loader [--quick]``. Writes its stores under a temporary folder:
+a Zarr v3 store (time-chunked, whole grid per chunk) and a contiguous NetCDF file with the same
+field. For each, random windows of ``context + horizon`` steps over the whole grid are read through
+
+- ``GridWindows`` on a lazy ``FrameReader`` (the data layer's per-window path, no dask),
+- xbatcher's ``BatchGenerator`` on the same store and window shape (store opened lazily without
+  dask, and opened with dask chunks as xbatcher's docs do),
+- in-memory numpy slicing of the loaded array (the ceiling), and the data layer's own in-memory
+  path (what it does when the store fits ``memory_budget_mb``),
+
+and it measures what the default ConvLSTM training step consumes (windows/s on this CPU), and the
+peak RSS of a fresh process that scans and streams a store four times larger than its budget.
+The last line is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from forecast.data.datasets import GridWindows
+from forecast.data.normalize import Normalizer
+from forecast.data.reader import FrameReader
+from forecast.data.sources import StoreSource
+
+CONTEXT, HORIZON = 12, 6
+
+
+def _store(folder: Path, n_times: int, n_lat: int, n_lon: int, seed: int = 0) -> dict[str, Path]:
+    rng = np.random.default_rng(seed)
+    field = rng.standard_normal((n_times, n_lat, n_lon), dtype=np.float32)
+    ds = xr.Dataset(
+        {"field": (("time", "lat", "lon"), field)},
+        coords={
+            "time": pd.date_range("2000-01-01", periods=n_times, freq="6h"),
+            "lat": np.linspace(60, 20, n_lat),
+            "lon": np.linspace(230, 300, n_lon),
+        },
+    )
+    zarr_path, nc_path = folder / "bench.zarr", folder / "bench.nc"
+    # chunks of one window length along time, whole grid: a window touches at most 2 chunks
+    ds.chunk({"time": CONTEXT + HORIZON}).to_zarr(zarr_path, zarr_format=3, consolidated=False)
+    ds.to_netcdf(nc_path, engine="h5netcdf")  # contiguous: a window is one seek + one read
+    return {"zarr": zarr_path, "netcdf": nc_path}
+
+
+def _rate(fn, n: int, repeats: int = 3) -> float:
+    """Best-of-``repeats`` calls per second of ``fn(i)`` over ``n`` calls."""
+    best = np.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def _ours(path: Path, n: int, starts: np.ndarray, budget_mb: float = 0.001) -> float:
+    """GridWindows items/s; the tiny default budget forces the lazy per-window path."""
+    reader = FrameReader(
+        StoreSource(str(path)), ["field"], ("lat", "lon"), memory_budget_mb=budget_mb
+    )
+    assert reader.in_memory == (budget_mb > 1)
+    windows = GridWindows(reader, starts, CONTEXT, HORIZON, Normalizer(("field",), (0.0,), (1.0,)))
+    return _rate(lambda i: windows[i], n)
+
+
+def _xbatcher(path: Path, n: int, starts: np.ndarray, dask: bool) -> float:
+    import xbatcher
+
+    if path.suffix == ".zarr":
+        ds = xr.open_dataset(path, engine="zarr", consolidated=False, chunks={} if dask else None)
+    else:
+        ds = xr.open_dataset(path, engine="h5netcdf", chunks={} if dask else None)
+    sizes = {"time": CONTEXT + HORIZON, "lat": ds.sizes["lat"], "lon": ds.sizes["lon"]}
+    gen = xbatcher.BatchGenerator(ds, input_dims=sizes, input_overlap={"time": sizes["time"] - 1})
+    # the generator's window i starts at time i (overlap = length - 1)
+    return _rate(lambda i: gen[int(starts[i])]["field"].values, n)
+
+
+def _numpy(path: Path, n: int, starts: np.ndarray) -> float:
+    arr = xr.open_dataset(path, engine="h5netcdf")["field"].values
+    length = CONTEXT + HORIZON
+    return _rate(lambda i: arr[starts[i] : starts[i] + length].copy(), n)
+
+
+def _train_step_rate(batch: int = 16, steps: int = 3) -> float:
+    """Windows/s the default ConvLSTM (conf/model/conv_lstm.yaml sizes) trains at on this CPU."""
+    import torch
+
+    from forecast.models.conv_lstm import ConvLSTMForecaster
+
+    torch.manual_seed(0)
+    net = ConvLSTMForecaster(in_channels=1, horizon=HORIZON, hidden_channels=[64, 64])
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-4)
+    x, y = torch.randn(batch, CONTEXT, 1, 32, 32), torch.randn(batch, HORIZON, 1, 32, 32)
+
+    def step() -> None:
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(net(x), y).backward()
+        opt.step()
+
+    step()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def _rss_child(path: str, budget_mb: float, n: int) -> None:
+    """In a fresh process: scan + stream windows lazily; print baseline and peak RSS in MB."""
+    import torch
+
+    from forecast.data.datamodule import GridDataModule
+    from forecast.data.sources import StoreSource
+
+    def status(key: str) -> float:  # VmHWM is this process's own peak (ru_maxrss survives exec)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return float(line.split()[1]) / 1024
+        raise RuntimeError(f"no {key} in /proc/self/status")
+
+    torch.zeros(1)
+    base = status("VmRSS")
+    dm = GridDataModule(
+        StoreSource(path), ["field"], CONTEXT, HORIZON, memory_budget_mb=budget_mb, batch_size=8
+    )
+    dm.setup()
+    seen = 0
+    for batch in dm.train_dataloader():
+        seen += len(batch["x"])
+        if seen >= n:
+            break
+    peak = status("VmHWM")
+    lazy = not dm.datasets["train"].reader.in_memory
+    print(json.dumps({"base_mb": base, "peak_mb": peak, "lazy": lazy, "windows": seen}))
+
+
+def _rss(folder: Path, budget_mb: float, quick: bool) -> dict[str, float]:
+    side = 128
+    n_times = int(4 * budget_mb * 2**20 / (4 * side * side)) + 1  # 4x the budget as float32
+    path = _store(folder / "big", n_times, side, side, seed=1)["netcdf"]
+    store_mb = path.stat().st_size / 2**20
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.loader", "--rss-child", str(path), str(budget_mb),
+         str(200 if quick else 1000)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "budget_mb": budget_mb,
+        "store_mb": store_mb,
+        **r,
+        "growth_mb": r["peak_mb"] - r["base_mb"],
+    }
+
+
+def main() -> None:
+    """Run every measurement and print the table and the JSON line."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true", help="fewer windows (a smoke run)")
+    p.add_argument("--rss-child", nargs=3, metavar=("PATH", "BUDGET_MB", "N"))
+    args = p.parse_args()
+    if args.rss_child:
+        _rss_child(args.rss_child[0], float(args.rss_child[1]), int(args.rss_child[2]))
+        return
+    n = 50 if args.quick else 300
+    n_times, side = 2000, 64
+    rng = np.random.default_rng(0)
+    starts = rng.integers(0, n_times - CONTEXT - HORIZON, size=n)
+    mb_per_window = (CONTEXT + HORIZON) * side * side * 4 / 2**20
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = _store(Path(tmp), n_times, side, side)
+        results["numpy_inmemory"] = _numpy(paths["netcdf"], n, starts)
+        results["ours_inmemory"] = _ours(paths["netcdf"], n, starts, budget_mb=1024)
+        for fmt, path in paths.items():
+            results[f"ours_{fmt}"] = _ours(path, n, starts)
+            results[f"xbatcher_{fmt}"] = _xbatcher(path, n, starts, dask=False)
+            results[f"xbatcher_dask_{fmt}"] = _xbatcher(path, max(10, n // 5), starts, dask=True)
+        train_rate = _train_step_rate(steps=1 if args.quick else 3)
+        rss = _rss(Path(tmp), 32.0 if args.quick else 64.0, args.quick)
+
+    ceiling = results["numpy_inmemory"]
+    print(f"random {CONTEXT + HORIZON}x{side}x{side} float32 windows ({mb_per_window:.3f} MB), "
+          f"{n} reads, best of 3")  # fmt: skip
+    print(f"{'reader':<24}{'windows/s':>12}{'MB/s':>10}{'vs numpy':>10}")
+    for name, rate in results.items():
+        print(f"{name:<24}{rate:>12.0f}{rate * mb_per_window:>10.0f}{rate / ceiling:>10.3f}")
+    ratios = {
+        f"ours_vs_xbatcher_{fmt}": results[f"ours_{fmt}"] / results[f"xbatcher_{fmt}"]
+        for fmt in paths
+    }
+    ratios.update({
+        f"ours_vs_xbatcher_dask_{fmt}": results[f"ours_{fmt}"] / results[f"xbatcher_dask_{fmt}"]
+        for fmt in paths
+    })  # fmt: skip
+    ratios["ours_netcdf_vs_train_step"] = results["ours_netcdf"] / train_rate
+    ratios["ours_zarr_vs_train_step"] = results["ours_zarr"] / train_rate
+    for k, v in ratios.items():
+        print(f"{k:<32}{v:>8.1f}x")
+    print(f"default ConvLSTM train step (batch 16, 32x32): {train_rate:.1f} windows/s")
+    print(
+        f"streaming a {rss['store_mb']:.0f} MB store with a {rss['budget_mb']:.0f} MB budget "
+        f"(lazy={rss['lazy']}): RSS {rss['base_mb']:.0f} MB after imports, peak "
+        f"{rss['peak_mb']:.0f} MB, growth {rss['growth_mb']:.0f} MB"
+    )
+    print(json.dumps({
+        "window_mb": mb_per_window, "windows_per_s": results, "ratios": ratios,
+        "train_step_windows_per_s": train_rate, "rss": rss,
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
