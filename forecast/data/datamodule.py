@@ -164,8 +164,27 @@ class WindowDataModule(L.LightningDataModule):
             out[split] = starts[keep]
         return out
 
+    def use_normalizer(self, normalizer: Normalizer) -> None:
+        """Reuse a saved normaliser instead of fitting one (evaluation, serving, fine-tuning).
+
+        Call before :meth:`setup`. It must cover every variable read (for sensor data: the
+        inputs and the targets, i.e. the run's ``input_normalizer``).
+        """
+        if self.datasets:
+            raise RuntimeError("use_normalizer() must come before setup()")
+        self._fixed_normalizer: Normalizer | None = normalizer
+
     def _fit(self, reader: FrameReader, bounds: dict[str, tuple[int, int]]) -> Any:
-        scan = reader.scan(bounds["train"])
+        scan = reader.scan(bounds["train"])  # the missing counts are needed either way
+        fixed = getattr(self, "_fixed_normalizer", None)
+        if fixed is not None:
+            absent = [v for v in reader.variables if v not in fixed.variables]
+            if absent:
+                raise DataError(
+                    f"{reader.source.path}: the given normaliser has no statistics for {absent} "
+                    f"(it covers {list(fixed.variables)}); save the run's input_normalizer"
+                )
+            return scan, fixed.subset(reader.variables)
         norm = Normalizer.from_stats(
             reader.variables, self.normalization, scan.mean, scan.std, scan.vmin, scan.vmax
         )
@@ -291,6 +310,7 @@ class GridDataModule(WindowDataModule):
         )
         bounds = self.bounds()
         scan, self.normalizer = self._fit(reader, bounds)
+        self.input_normalizer = self.normalizer
         starts = self._starts(reader, scan.missing, bounds)
         origins = patch_origins(self._grid(), self.patch, self.patch_stride)
         cal = self._calendar(ds, self.source.path)

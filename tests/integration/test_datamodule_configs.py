@@ -113,3 +113,22 @@ def test_lazy_reader_in_a_worker_process(tmp_path):
     batch = next(iter(dm.test_dataloader()))
     ref = dm.datasets["test"][0]
     torch.testing.assert_close(batch["x"][0], ref["x"])
+
+
+def test_saved_normalizer_is_reused_unchanged(tmp_path):
+    from forecast.data.normalize import Normalizer
+
+    cfg = _data_cfg("synthetic_sensors", tmp_path)
+    cfg.source.grid.update(SMALL_GRID)
+    first = instantiate(cfg)
+    first.setup()
+    first.input_normalizer.save(tmp_path / "n.json")
+    # a later evaluation on other splits must not refit
+    again = instantiate(cfg, splits=[0.2, 0.4, 0.4])
+    again.use_normalizer(Normalizer.load(tmp_path / "n.json"))
+    again.setup()
+    assert again.input_normalizer == first.input_normalizer
+    assert again.normalizer == first.normalizer
+    refit = instantiate(cfg, splits=[0.2, 0.4, 0.4])
+    refit.setup()
+    assert refit.normalizer != first.normalizer
