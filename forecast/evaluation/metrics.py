@@ -66,8 +66,8 @@ class LeadTimeMetrics(nn.Module):
         horizon: number of lead times.
         gridded: add SSIM and PSNR (targets must be (B, horizon, C, H, W)).
         thresholds: CSI/POD/FAR event thresholds (empty: none).
-        data_range: value range for SSIM/PSNR (e.g. 2 * a few standard deviations in
-            normalised space); None lets torchmetrics take it from the data.
+        data_range: value range for SSIM/PSNR; the default 8 spans +-4 standard deviations of
+            z-scored data.
     """
 
     def __init__(
@@ -75,7 +75,7 @@ class LeadTimeMetrics(nn.Module):
         horizon: int,
         gridded: bool = False,
         thresholds: Sequence[float] = (),
-        data_range: float | None = None,
+        data_range: float = 8.0,
     ) -> None:
         super().__init__()
         self.horizon, self.gridded = horizon, gridded

@@ -100,17 +100,18 @@ class SequenceForecaster(nn.Module):
             n_sensors=n_sensors,
         )
         self.residual = residual
-        if residual:
-            names = list(variables) or [str(i) for i in range(in_channels)]
-            wanted = list(targets) or names[: self.out_channels]
-            missing = [t for t in wanted if t not in names]
-            if missing or len(wanted) != self.out_channels:
-                raise ValueError(
-                    f"residual: every target must be an input; targets {wanted}, inputs {names}"
-                )
-            self.register_buffer(
-                "target_index", torch.tensor([names.index(t) for t in wanted]), persistent=False
+        names = list(variables) or [str(i) for i in range(in_channels)]
+        wanted = list(targets) or names[: self.out_channels]
+        found = not [t for t in wanted if t not in names] and len(wanted) == self.out_channels
+        if residual and not found:
+            raise ValueError(
+                f"residual: every target must be an input; targets {wanted}, inputs {names}"
             )
+        # where each target sits among the inputs (residual, and the task's persistence)
+        index = [names.index(t) for t in wanted] if found else []
+        self.register_buffer(
+            "target_index", torch.tensor(index, dtype=torch.long), persistent=False
+        )
 
     def features(
         self, x: Tensor, grid: Tensor | None = None, calendar: Tensor | None = None

@@ -54,7 +54,7 @@ class ForecastTask(L.LightningModule):
         teacher_forcing: schedule ``global_step -> ratio`` for nets whose forward takes
             ``targets`` and ``teacher_forcing`` (None: free running).
         thresholds: CSI/POD/FAR event thresholds (in the units the net predicts).
-        data_range: value range for SSIM/PSNR on gridded targets.
+        data_range: value range for SSIM/PSNR on gridded targets (8: +-4 std of z-scores).
     """
 
     def __init__(
@@ -71,7 +71,7 @@ class ForecastTask(L.LightningModule):
         tbptt_k2: int | None = None,
         teacher_forcing: Schedule | None = None,
         thresholds: Sequence[float] = (),
-        data_range: float | None = None,
+        data_range: float = 8.0,
     ) -> None:
         super().__init__()
         # plain floats: a ListConfig in hparams would break torch.load(weights_only=True)
@@ -121,6 +121,10 @@ class ForecastTask(L.LightningModule):
             extras["teacher_forcing"] = ratio
             self.log("train/teacher_forcing", ratio, batch_size=len(y))
         return extras
+
+    def predict_batch(self, batch: dict[str, Tensor]) -> Tensor:
+        """The net's output for a batch, given the extras its forward names (no teacher forcing)."""
+        return self(batch["x"], **self._extras(batch, train=False))
 
     def _metric_view(self, pred: Tensor) -> Tensor:
         """What the metrics compare: probabilities for a BCE-trained net, else the output."""
@@ -199,7 +203,7 @@ class ForecastTask(L.LightningModule):
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         x, y, mask = batch["x"], batch["y"], batch.get("y_mask")
-        pred = self(x, **self._extras(batch, train=False))
+        pred = self.predict_batch(batch)
         loss = self.loss_fn(pred, y, mask)
         self.log(f"{stage}/loss", loss, batch_size=len(x))
         if self.classify:
@@ -209,9 +213,19 @@ class ForecastTask(L.LightningModule):
             return
         view = self._metric_view(pred.detach()).float()
         self.metrics[stage].update(view, y, mask)
-        if x.shape[2:] == y.shape[2:]:
+        last = self._persistence(x, y)
+        if last is not None:
             target = y if mask is None else torch.where(mask, y, torch.full_like(y, float("nan")))
-            self.skill[stage].update(view, persistence(x, self.horizon).float(), target)
+            self.skill[stage].update(view, last.float(), target)
+
+    def _persistence(self, x: Tensor, y: Tensor) -> Tensor | None:
+        """The persistence forecast of the targets, or None when the inputs do not hold them."""
+        if x.shape[2:] == y.shape[2:]:
+            return persistence(x, self.horizon)
+        index = getattr(self.net, "target_index", None)
+        if isinstance(index, Tensor) and index.numel() == y.shape[-1]:
+            return persistence(x.index_select(-1, index), self.horizon)
+        return None
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         """Accumulate validation errors."""
