@@ -7,6 +7,7 @@ lazy reading that also means each rank reads only its own windows from disk.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,8 @@ from forecast.data.windows import (
     window_starts,
 )
 from forecast.errors import DataError
+
+log = logging.getLogger(__name__)
 
 
 class WindowDataModule(L.LightningDataModule):
@@ -162,6 +165,11 @@ class WindowDataModule(L.LightningDataModule):
                     "choose other splits"
                 )
             out[split] = starts[keep]
+            if self.skipped[split]:
+                log.info(
+                    "%s: split '%s' skips %d of %d windows (missing > %.2f or no observed target)",
+                    path, split, self.skipped[split], len(starts), self.max_missing,
+                )  # fmt: skip
         return out
 
     def use_normalizer(self, normalizer: Normalizer) -> None:

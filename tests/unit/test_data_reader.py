@@ -135,3 +135,22 @@ def test_direct_read_decodes_packed_int16_like_xarray(tmp_path, fmt):
     assert np.isnan(got[0, 1, 0]) and np.nanmax(np.abs(got - 280)) < 60
     part = r.read(slice(0, 4), (slice(1, 3), slice(0, 2)))[:, 0]
     np.testing.assert_allclose(part, want[0:4, 1:3, 1:3].astype("f4"), rtol=1e-6)
+
+
+def test_lazy_netcdf_reads_in_worker_processes(tmp_path):
+    """h5py handles never cross a fork: each worker reopens the file (pid check)."""
+    from torch.utils.data import DataLoader
+
+    rng = np.random.default_rng(4)
+    ds = xr.Dataset(
+        {"u": (("time", "lat", "lon"), rng.normal(size=(40, 3, 4)).astype("f4"))},
+        coords={"time": pd.date_range("2021-01-01", periods=40, freq="h")},
+    )
+    ds.to_netcdf(tmp_path / "w.nc", engine="h5netcdf")
+    r = FrameReader(StoreSource(str(tmp_path / "w.nc")), ["u"], ("lat", "lon"), None, 1e-5)
+    r.read(slice(0, 1))  # the parent holds an open handle before the fork
+    w = GridWindows(r, np.arange(30), 4, 2, Normalizer(("u",), (0.0,), (1.0,)))
+    batches = list(DataLoader(w, batch_size=5, num_workers=2))
+    got = np.concatenate([b["y"].numpy() for b in batches])
+    want = np.stack([ds["u"].values[s + 4 : s + 6] for s in range(30)])[:, :, None]
+    np.testing.assert_array_equal(got, want)
