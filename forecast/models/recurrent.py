@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from forecast.models.cells.checks import check_choice, check_dim, check_positive, check_rank
 from forecast.models.cells.gru import GRUCell
 from forecast.models.cells.lstm import LSTMCell
-from forecast.models.cells.lstm_scan import lstm_scan
+from forecast.models.cells.lstm_scan import lstm_scan_directions
 from forecast.models.cells.rnn import RNNCell
 
 State = Any  # LSTM: (h, C) each (L*D, B, H); GRU/RNN: h (L*D, B, H); index = layer * D + direction
@@ -26,8 +26,9 @@ class StackedRecurrent(nn.Module):
     Two implementations behind one interface (and one state layout, torch's):
     - a standard configuration (LSTM without peephole/coupling, GRU in torch's form, RNN) runs on
       torch.nn.LSTM/GRU/RNN (cuDNN on GPU); with a norm, one torch module per layer;
-    - otherwise the custom cells: peephole/coupled LSTMs through `lstm_scan` (hand-written BPTT,
-      no per-step autograd nodes), the lecture-form GRU through a step loop.
+    - otherwise the custom cells: peephole/coupled LSTMs through `lstm_scan_directions`
+      (hand-written BPTT, no per-step autograd nodes, both directions in one time loop), the
+      lecture-form GRU through a step loop.
     `impl="cells"` forces the custom cells (used to check them against torch), `impl="torch"`
     insists on torch's modules.
 
@@ -218,33 +219,65 @@ class StackedRecurrent(nn.Module):
         return x, self._join(finals)
 
     def _forward_cells(self, seq: Tensor, state: State | None) -> tuple[Tensor, State]:
-        t_len, batch = seq.shape[:2]
+        t_len = seq.shape[0]
+        d = self.num_directions
         h_fin: list[Tensor] = []
         c_fin: list[Tensor] = []
         for layer, cells in enumerate(self.cell_layers):
-            outs = []
-            for d, cell in enumerate(cells):
-                k = layer * self.num_directions + d
-                xp = cell.project_input(seq).contiguous()  # (T, B, G*H), all steps at once
-                if self.cell == "lstm":
-                    zeros = seq.new_zeros(batch, self.hidden_size)
-                    h0 = zeros if state is None else state[0][k]
-                    c0 = zeros if state is None else state[1][k]
-                    hs, c_last = lstm_scan(
-                        xp, h0, c0, cell.weight_hh, cell.weight_c, cell.coupled, reverse=d == 1
-                    )
-                    outs.append(hs[:-1] if d else hs[1:])
-                    h_fin.append(hs[0] if d else hs[-1])
-                    c_fin.append(c_last)
-                else:
-                    st = None if state is None else state[k]
+            st = self._slice(state, layer * d, (layer + 1) * d)
+            if self.cell == "lstm":
+                seq, (h_last, c_last) = self._lstm_layer(seq, cells, st)
+                h_fin.append(h_last)
+                c_fin.append(c_last)
+            else:
+                outs = []
+                for k, cell in enumerate(cells):
+                    xp = cell.project_input(seq)  # (T, B, G*H), all steps at once
+                    h = None if st is None else st[k]
                     steps: list[Tensor] = [seq] * t_len  # placeholders, all overwritten
-                    for t in range(t_len - 1, -1, -1) if d else range(t_len):
-                        steps[t], st = cell.step(xp[t], st)
+                    for t in range(t_len - 1, -1, -1) if k else range(t_len):
+                        steps[t], h = cell.step(xp[t], h)
                     outs.append(torch.stack(steps))  # (T, B, H)
-                    h_fin.append(st)
-            seq = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]  # (T, B, D*H)
+                    h_fin.append(h)
+                seq = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]  # (T, B, D*H)
             if layer < self.num_layers - 1:
                 seq = self.dropout(self.norms[layer](seq))
-        h_n = torch.stack(h_fin)  # (L*D, B, H)
-        return seq, ((h_n, torch.stack(c_fin)) if self.cell == "lstm" else h_n)
+        h_n = torch.cat(h_fin) if self.cell == "lstm" else torch.stack(h_fin)  # (L*D, B, H)
+        return seq, ((h_n, torch.cat(c_fin)) if self.cell == "lstm" else h_n)
+
+    def _lstm_layer(
+        self, seq: Tensor, cells: nn.ModuleList, state: State | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """All directions of one LSTM layer in one `lstm_scan_directions` loop.
+
+        Args:
+            seq: (T, B, F) layer input.
+            cells: one LSTMCell per direction.
+            state: (h, C) each (D, B, H), or None for zeros.
+
+        Returns:
+            (T, B, D*H) outputs and the final (h, C), each (D, B, H).
+        """
+        t_len, batch = seq.shape[:2]
+        # The backward direction reads its inputs reversed in time, so step s of the shared loop
+        # is t = s forward and t = T-1-s backward.
+        xps = [cell.project_input(seq) for cell in cells]  # D x (T, B, G*H)
+        xp = torch.stack([xps[0], *(p.flip(0) for p in xps[1:])], dim=1)  # (T, D, B, G*H)
+        if state is None:
+            h0 = c0 = seq.new_zeros(len(cells), batch, self.hidden_size)
+        else:
+            h0, c0 = state
+        weight_c = None
+        if cells[0].weight_c is not None:
+            weight_c = torch.stack([cell.weight_c for cell in cells])  # (D, G-1, H)
+        hs, c_last = lstm_scan_directions(
+            xp,
+            h0,
+            c0,
+            torch.stack([cell.weight_hh for cell in cells]),  # (D, G*H, H)
+            weight_c,
+            cells[0].coupled,
+        )
+        outs = [hs[1:, 0], *(hs[1:, k].flip(0) for k in range(1, len(cells)))]  # D x (T, B, H)
+        out = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]  # (T, B, D*H)
+        return out, (hs[t_len], c_last)

@@ -1,11 +1,16 @@
 """LSTM over a whole sequence with a hand-written BPTT: the fast path for peephole/coupled LSTMs.
 
 Autograd records ~15 nodes per step of `LSTMCell.step`; at hidden 128 and batch 32 their
-bookkeeping, not the arithmetic, dominates. This function runs the time loop with no graph,
-writes every step into preallocated buffers (no per-step concatenation or stacking), and in the
-backward pass runs the lecture's BPTT by hand: one (B, G*H) x (G*H, H) matmul per step for
-dL/dh_{t-1}, then the weight gradient sum_t dgates_t^T h_{t-1} as ONE matmul over all steps and
-the input-projection gradient as the gate gradients themselves (batched by the caller's linear).
+bookkeeping and the per-op launch cost, not the arithmetic, dominate. So:
+- the time loop runs with no graph and writes every step into preallocated buffers;
+- the directions of a bidirectional layer run in ONE loop: the backward direction's inputs are
+  reversed in time by the caller, and each step is one `baddbmm` over a stacked (D, H, G*H)
+  weight, so a step costs the same number of launches for one direction or two;
+- the backward pass precomputes, for all steps at once, every factor of the lecture's BPTT that
+  does not depend on the incoming gradient (σ', tanh', peephole terms), so each backward step is
+  one batched matmul for dL/dh_{t-1} and four fused element-wise ops;
+- the weight gradients are ONE batched matmul over all steps, and the input-projection gradient
+  is the gate gradients themselves (batched by the caller's linear).
 """
 
 from __future__ import annotations
@@ -15,20 +20,55 @@ from typing import Any
 import torch
 from torch import Tensor
 
-
-def _sig_grad(s: Tensor) -> Tensor:
-    """σ'(x) from s = σ(x): s - s², one kernel."""
-    return torch.addcmul(s, s, s, value=-1.0)
+from forecast.models.cells.checks import check_rank, check_shape
 
 
-def _tanh_grad(y: Tensor) -> Tensor:
-    """tanh'(x) from y = tanh(x): 1 - y², one kernel."""
-    return torch.addcmul(torch.ones((), dtype=y.dtype, device=y.device), y, y, value=-1.0)
+def _gate_factors(
+    act: Tensor, cs: Tensor, tcs: Tensor, weight_c: Tensor | None, coupled: bool
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradient factors of every step, all steps at once (none depends on dL/dh).
 
+    With dh = dL/dh_t and dc = dL/dC_t (after adding the path through h_t):
+    d(o pre) = dh * A,  dc = dc_next * F_{t+1} + dh * Bc,  d(i, f, g pre) = dc * P.
 
-def first_or_last(t_len: int, reverse: bool) -> int:
-    """Index of the final state in the (T+1, ...) buffers: T forward, 0 reverse."""
-    return 0 if reverse else t_len
+    Args:
+        act: (T, D, B, G*H) activated gates.
+        cs: (T+1, D, B, H) cell states, C_{s-1} at s and C_s at s+1.
+        tcs: (T, D, B, H) tanh(C_s).
+        weight_c: (D, G-1, H) peepholes or None.
+        coupled: gate blocks (f, g, o) instead of (i, f, g, o).
+
+    Returns:
+        pa: (T, D, B, G*H): P for the blocks before o (multiplies dc), A for o (multiplies dh).
+        bc: (T, D, B, H) dC_t/dh_t factor; fc: (T, D, B, H) dC_{t-1}/dC_t factor.
+    """
+    hid = tcs.shape[-1]
+    a = hid if coupled else 2 * hid
+    c_prev = cs[:-1]
+    o = act[..., a + hid :]
+    g = act[..., a : a + hid]
+    pa = torch.empty_like(act)
+    sig_o = o - o * o
+    torch.mul(tcs, sig_o, out=pa[..., a + hid :])  # A = tanh(C) σ'(o)
+    bc = o * (1 - tcs * tcs)
+    d_g = 1 - g * g
+    if coupled:
+        f = act[..., :hid]
+        torch.mul(c_prev - g, f - f * f, out=pa[..., :hid])  # P_f = (C_{t-1} - g) σ'(f)
+        torch.mul(1 - f, d_g, out=pa[..., hid : 2 * hid])  # P_g = (1 - f) tanh'(g)
+    else:
+        i, f = act[..., :hid], act[..., hid:a]
+        torch.mul(g, i - i * i, out=pa[..., :hid])  # P_i = g σ'(i)
+        torch.mul(c_prev, f - f * f, out=pa[..., hid:a])  # P_f = C_{t-1} σ'(f)
+        torch.mul(i, d_g, out=pa[..., a : a + hid])  # P_g = i tanh'(g)
+    fc = f.clone()
+    if weight_c is not None:
+        n_in = a // hid
+        wc = weight_c.unsqueeze(1)  # (D, 1, G-1, H)
+        bc += pa[..., a + hid :] * wc[:, :, -1]  # the o peephole reads C_t
+        # i and f peepholes read C_{t-1}: dC_{t-1} gains dc * P_k * w_k.
+        fc += (pa[..., :a].unflatten(-1, (n_in, hid)) * wc[:, :, :n_in]).sum(-2)
+    return pa, bc, fc
 
 
 class _LSTMScan(torch.autograd.Function):
@@ -41,99 +81,121 @@ class _LSTMScan(torch.autograd.Function):
         weight_hh: Tensor,
         weight_c: Tensor | None,
         coupled: bool,
-        reverse: bool,
     ) -> tuple[Tensor, Tensor]:
-        t_len, batch, gh = xp.shape
-        hid = h0.shape[1]
+        t_len, n_dir, batch, gh = xp.shape
+        hid = h0.shape[-1]
         a = hid if coupled else 2 * hid  # width of the gates reading C_{t-1}: (f) or (i, f)
         n_in = a // hid
-        act = torch.empty_like(xp)  # (T, B, G*H) activated gates, by time position
-        hs = xp.new_empty(t_len + 1, batch, hid)  # states; forward: h_t at t+1, reverse: at t
-        cs = xp.new_empty(t_len + 1, batch, hid)
-        tcs = xp.new_empty(t_len, batch, hid)  # tanh(C_t)
-        first = t_len if reverse else 0
-        hs[first], cs[first] = h0, c0
-        w_t = weight_hh.t()
-        for t in range(t_len - 1, -1, -1) if reverse else range(t_len):
-            prev, cur = (t + 1, t) if reverse else (t, t + 1)
-            g_t = act[t]
-            torch.addmm(xp[t], hs[prev], w_t, out=g_t)  # all gates in one matmul
-            c_prev, c_new = cs[prev], cs[cur]
-            if weight_c is not None:
-                g_t[:, :a].view(batch, n_in, hid).addcmul_(weight_c[:n_in], c_prev.unsqueeze(1))
-            g_t[:, :a].sigmoid_()
-            g = g_t[:, a : a + hid].tanh_()
+        act = torch.empty_like(xp)  # (T, D, B, G*H) activated gates
+        hs = xp.new_empty(t_len + 1, n_dir, batch, hid)  # h_{s-1} at s, h_s at s+1
+        cs = xp.new_empty(t_len + 1, n_dir, batch, hid)
+        tcs = xp.new_empty(t_len, n_dir, batch, hid)  # tanh(C_s)
+        hs[0], cs[0] = h0, c0
+        w_t = weight_hh.transpose(1, 2).contiguous()  # (D, H, G*H)
+        wc_in = None if weight_c is None else weight_c[:, None, :n_in]  # (D, 1, n_in, H)
+        wc_out = None if weight_c is None else weight_c[:, None, -1]  # (D, 1, H)
+        for s in range(t_len):
+            g_s = act[s]
+            torch.baddbmm(xp[s], hs[s], w_t, out=g_s)  # all gates, all directions: one matmul
+            c_prev, c_new = cs[s], cs[s + 1]
+            if wc_in is not None:
+                g_s[..., :a].unflatten(-1, (n_in, hid)).addcmul_(wc_in, c_prev.unsqueeze(2))
+            g_s[..., :a].sigmoid_()
+            g = g_s[..., a : a + hid].tanh_()
             if coupled:  # C_t = g + f (C_{t-1} - g)
-                torch.addcmul(g, g_t[:, :hid], c_prev - g, out=c_new)
+                torch.addcmul(g, g_s[..., :hid], c_prev - g, out=c_new)
             else:
-                torch.mul(g_t[:, hid:a], c_prev, out=c_new)
-                c_new.addcmul_(g_t[:, :hid], g)
-            o = g_t[:, a + hid :]
-            if weight_c is not None:
-                o.addcmul_(weight_c[-1], c_new)
+                torch.mul(g_s[..., hid:a], c_prev, out=c_new)
+                c_new.addcmul_(g_s[..., :hid], g)
+            o = g_s[..., a + hid :]
+            if wc_out is not None:
+                o.addcmul_(wc_out, c_new)
             o.sigmoid_()
-            torch.mul(o, torch.tanh(c_new, out=tcs[t]), out=hs[cur])
+            torch.mul(o, torch.tanh(c_new, out=tcs[s]), out=hs[s + 1])
         ctx.save_for_backward(act, hs, cs, tcs, weight_hh, weight_c)
-        ctx.coupled, ctx.reverse = coupled, reverse
+        ctx.coupled = coupled
         # Only the final C leaves: intermediate cell states are internal to the layer.
-        return hs, cs[first_or_last(t_len, reverse)].clone()
+        return hs, cs[t_len].clone()
 
     @staticmethod
     def backward(ctx: Any, d_hs: Tensor, d_c_last: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         act, hs, cs, tcs, weight_hh, weight_c = ctx.saved_tensors
-        coupled, reverse = ctx.coupled, ctx.reverse
-        t_len, batch, gh = act.shape
-        hid = hs.shape[2]
-        a = hid if coupled else 2 * hid
-        n_in = a // hid
+        coupled = ctx.coupled
+        t_len, n_dir, batch, gh = act.shape
+        hid = hs.shape[-1]
+        k = (2 if coupled else 3) * hid  # width of the blocks driven by dc: (f, g) or (i, f, g)
+        pa, bc, fc = _gate_factors(act, cs, tcs, weight_c, coupled)
+        d_hs = d_hs.contiguous()
         dgates = torch.empty_like(act)
-        last = 0 if reverse else t_len
-        dh, dc = d_hs[last].clone(), d_c_last.clone()
-        for t in range(t_len) if reverse else range(t_len - 1, -1, -1):
-            prev = t + 1 if reverse else t
-            g_t, dg = act[t], dgates[t]
-            o, tc = g_t[:, a + hid :], tcs[t]
-            c_prev, g = cs[prev], g_t[:, a : a + hid]
-            d_o = dg[:, a + hid :]
-            torch.mul(dh, tc, out=d_o)
-            d_o.mul_(_sig_grad(o))
-            dc.addcmul_(dh * o, _tanh_grad(tc))  # through h_t = o tanh(C_t)
-            if weight_c is not None:
-                dc.addcmul_(d_o, weight_c[-1])  # the output gate's peephole read C_t
-            d_g = dg[:, a : a + hid]
-            if coupled:
-                f = g_t[:, :hid]
-                d_f = dg[:, :hid]
-                torch.mul(dc, c_prev - g, out=d_f)
-                d_f.mul_(_sig_grad(f))
-                torch.mul(dc, 1.0 - f, out=d_g)
-            else:
-                i, f = g_t[:, :hid], g_t[:, hid:a]
-                d_i, d_f = dg[:, :hid], dg[:, hid:a]
-                torch.mul(dc, g, out=d_i)
-                d_i.mul_(_sig_grad(i))
-                torch.mul(dc, c_prev, out=d_f)
-                d_f.mul_(_sig_grad(f))
-                torch.mul(dc, i, out=d_g)
-            d_g.mul_(_tanh_grad(g))
-            dc = dc * f
-            if weight_c is not None:  # the i and f peepholes read C_{t-1}
-                for k in range(n_in):
-                    dc.addcmul_(dg[:, k * hid : (k + 1) * hid], weight_c[k])
-            dh = torch.addmm(d_hs[prev], dg, weight_hh)  # dL/dh_{t-1}: one matmul
-        h_prev = hs[1:] if reverse else hs[:-1]  # (T, B, H) state each step read
-        d_w = dgates.view(t_len * batch, gh).t() @ h_prev.reshape(t_len * batch, hid)
+        dh = d_hs[t_len].clone()
+        dc = d_c_last.contiguous()
+        for s in range(t_len - 1, -1, -1):
+            if s < t_len - 1:  # dL/dh_s = direct + through every gate of step s+1: one matmul
+                torch.baddbmm(d_hs[s + 1], dgates[s + 1], weight_hh, out=dh)
+            dc = torch.addcmul(dc, dh, bc[s])
+            dg = dgates[s]
+            torch.mul(
+                pa[s, ..., :k].unflatten(-1, (k // hid, hid)),
+                dc.unsqueeze(2),
+                out=dg[..., :k].unflatten(-1, (k // hid, hid)),
+            )
+            torch.mul(pa[s, ..., k:], dh, out=dg[..., k:])
+            dc = dc * fc[s]  # dL/dC_{s-1}
+        d_h0 = torch.baddbmm(d_hs[0], dgates[0], weight_hh)
+        # sum_s dgates_s^T h_{s-1} per direction: one batched matmul over all steps.
+        flat_g = dgates.transpose(0, 1).reshape(n_dir, t_len * batch, gh)
+        flat_h = hs[:-1].transpose(0, 1).reshape(n_dir, t_len * batch, hid)
+        d_w = torch.bmm(flat_g.transpose(1, 2), flat_h)
         d_wc = None
         if weight_c is not None:
-            c_prev_all = cs[1:] if reverse else cs[:-1]
-            c_new_all = cs[:-1] if reverse else cs[1:]
-            d_in = (dgates[..., :a].view(t_len, batch, n_in, hid) * c_prev_all.unsqueeze(2)).sum(
-                (0, 1)
+            a = k - hid
+            d_in = (dgates[..., :a].unflatten(-1, (a // hid, hid)) * cs[:-1].unsqueeze(3)).sum(
+                (0, 2)
             )
-            d_out = (dgates[..., a + hid :] * c_new_all).sum((0, 1))
-            d_wc = torch.cat([d_in, d_out.unsqueeze(0)])
-        # dh already holds d_hs[first] (added by the last addmm).
-        return dgates, dh, dc, d_w, d_wc, None, None
+            d_out = (dgates[..., k:] * cs[1:]).sum((0, 2))
+            d_wc = torch.cat([d_in, d_out.unsqueeze(1)], dim=1)
+        return dgates, d_h0, dc, d_w, d_wc, None
+
+
+def lstm_scan_directions(
+    xp: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    weight_hh: Tensor,
+    weight_c: Tensor | None = None,
+    coupled: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Run D independent LSTM directions in one time loop over time-major input projections.
+
+    Step s of direction d reads xp[s, d]; a backward direction is run by reversing its inputs in
+    time before the call (and its outputs after it).
+
+    Args:
+        xp: (T, D, B, G*H) pre-activations W_x x + b, gate blocks (i, f, g, o), or (f, g, o)
+            when `coupled`.
+        h0: (D, B, H) initial h per direction.
+        c0: (D, B, H) initial C per direction.
+        weight_hh: (D, G*H, H) recurrent weights per direction.
+        weight_c: (D, G-1, H) diagonal peepholes ((i, f, o) or (f, o)) per direction, or None.
+        coupled: input gate = 1 - f.
+
+    Returns:
+        hs: (T+1, D, B, H); hs[0] = h0, hs[s+1] = h after step s (so hs[-1] is the final h).
+        c_last: (D, B, H) final cell state.
+    """
+    check_rank(xp, 4, "(T, D, B, G*H)", "xp")
+    t_len, n_dir, batch, gh = xp.shape
+    hid = weight_hh.shape[-1]
+    n_gates = 3 if coupled else 4
+    check_shape(weight_hh, (n_dir, n_gates * hid, hid), "weight_hh")
+    check_shape(xp, (t_len, n_dir, batch, n_gates * hid), "xp")
+    check_shape(h0, (n_dir, batch, hid), "h0")
+    check_shape(c0, (n_dir, batch, hid), "c0")
+    if weight_c is not None:
+        check_shape(weight_c, (n_dir, n_gates - 1, hid), "weight_c")
+    if t_len == 0:
+        raise ValueError(f"xp: expected at least one time step, got shape {tuple(xp.shape)}")
+    return _LSTMScan.apply(xp.contiguous(), h0, c0, weight_hh, weight_c, coupled)
 
 
 def lstm_scan(
@@ -145,7 +207,7 @@ def lstm_scan(
     coupled: bool = False,
     reverse: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Run an LSTM layer direction over a time-major sequence of input projections.
+    """Run one LSTM direction over a time-major sequence of input projections.
 
     Args:
         xp: (T, B, G*H) pre-activations W_x x_t + b from `LSTMCell.project_input`, gate blocks
@@ -163,4 +225,16 @@ def lstm_scan(
         final h is hs[-1] (forward) or hs[0] (reverse).
         c_last: (B, H) final cell state.
     """
-    return _LSTMScan.apply(xp, h0, c0, weight_hh, weight_c, coupled, reverse)
+    check_rank(xp, 3, "(T, B, G*H)", "xp")
+    if reverse:
+        xp = xp.flip(0)
+    hs, c_last = lstm_scan_directions(
+        xp.unsqueeze(1),
+        h0.unsqueeze(0),
+        c0.unsqueeze(0),
+        weight_hh.unsqueeze(0),
+        None if weight_c is None else weight_c.unsqueeze(0),
+        coupled,
+    )
+    hs = hs.squeeze(1)
+    return (hs.flip(0) if reverse else hs), c_last.squeeze(0)
