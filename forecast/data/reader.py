@@ -68,10 +68,10 @@ class _Direct:
             for k, (lo, hi) in zip(key, self.bounds, strict=True)
         )
         raw = np.asarray(self.array[full])
-        out = raw.astype(np.float32)
+        out = raw.astype(np.float32, copy=False)  # a fresh array already: no second copy
         for fill in self.fills:
             if not np.isnan(fill):
-                out[raw == fill] = np.nan
+                out[raw == fill] = np.nan  # before scaling: fills compare in the packed type
         if self.scale != 1.0 or self.offset != 0.0:
             out = out * np.float32(self.scale) + np.float32(self.offset)
         return out
@@ -198,46 +198,42 @@ class FrameReader:
 
         Args:
             train: ``(start, stop)`` rows of the training split.
-            block_mb: size of a block read at once; defaults to a quarter of the memory budget.
+            block_mb: size of a block read at once; defaults to an eighth of the memory budget.
 
         Returns:
             The :class:`Scan`.
         """
         per_step = max(1, self.nbytes // max(1, self.n_times))
-        budget = (block_mb or self.memory_budget_mb / 4) * 2**20
+        # a block plus its temporaries (mask, finite values, squares) stays near 2 blocks
+        budget = (block_mb or self.memory_budget_mb / 8) * 2**20
         block = max(1, int(budget // per_step))
         c = len(self.variables)
         missing = np.zeros((self.n_times, c), dtype=np.int64)
-        count = np.zeros(c)
-        mean = np.zeros(c)
-        m2 = np.zeros(c)
-        vmin = np.full(c, np.inf)
-        vmax = np.full(c, -np.inf)
+        count, mean, m2 = np.zeros(c), np.zeros(c), np.zeros(c)
+        vmin, vmax = np.full(c, np.inf), np.full(c, -np.inf)
         for b0 in range(0, self.n_times, block):
             b1 = min(self.n_times, b0 + block)
-            arr = self.read(slice(b0, b1))
-            flat = arr.reshape(b1 - b0, c, -1)
-            finite = np.isfinite(flat)
-            missing[b0:b1] = (~finite).sum(axis=2)
-            lo, hi = max(b0, train[0]), min(b1, train[1])
-            if lo >= hi:
-                continue
-            part = flat[lo - b0 : hi - b0].astype(np.float64)
-            ok = finite[lo - b0 : hi - b0]
-            n_b = ok.sum(axis=(0, 2)).astype(np.float64)
-            if not n_b.any():
-                continue
-            x = np.where(ok, part, 0.0)
-            mean_b = x.sum(axis=(0, 2)) / np.maximum(n_b, 1)
-            dev = np.where(ok, part - mean_b[None, :, None], 0.0)
-            m2_b = (dev**2).sum(axis=(0, 2))
-            # Chan et al.'s pairwise merge keeps the variance exact across blocks
-            tot = count + n_b
-            delta = mean_b - mean
-            mean = np.where(tot > 0, mean + delta * n_b / np.maximum(tot, 1), 0.0)
-            m2 = m2 + m2_b + delta**2 * count * n_b / np.maximum(tot, 1)
-            count = tot
-            vmin = np.minimum(vmin, np.where(ok, part, np.inf).min(axis=(0, 2)))
-            vmax = np.maximum(vmax, np.where(ok, part, -np.inf).max(axis=(0, 2)))
+            flat = self.read(slice(b0, b1)).reshape(b1 - b0, c, -1)
+            lo, hi = max(b0, train[0]) - b0, min(b1, train[1]) - b0
+            for ch in range(c):  # one channel at a time keeps temporaries small
+                ok = np.isfinite(flat[:, ch])
+                missing[b0:b1, ch] = ok.shape[1] - ok.sum(axis=1)
+                if lo >= hi:
+                    continue
+                vals = flat[lo:hi, ch][ok[lo:hi]]  # finite training values, 1-D copy
+                if vals.size == 0:
+                    continue
+                n_b = float(vals.size)
+                vmin[ch] = min(vmin[ch], float(vals.min()))
+                vmax[ch] = max(vmax[ch], float(vals.max()))
+                mean_b = float(vals.sum(dtype=np.float64)) / n_b
+                vals -= np.float32(mean_b)
+                m2_b = float(np.square(vals, out=vals).sum(dtype=np.float64))
+                # Chan et al.'s pairwise merge keeps the variance exact across blocks
+                tot = count[ch] + n_b
+                delta = mean_b - mean[ch]
+                mean[ch] += delta * n_b / tot
+                m2[ch] += m2_b + delta**2 * count[ch] * n_b / tot
+                count[ch] = tot
         std = np.sqrt(m2 / np.maximum(count, 1))
         return Scan(missing, mean, std, vmin, vmax, count)
