@@ -25,6 +25,7 @@ def start_server(
     tracking_uri: str | None = None,
     log_path: str | Path | None = None,
     workers: int = 1,
+    threads: int | None = None,
 ) -> subprocess.Popen[bytes]:
     """Run ``mlflow models serve -m model_uri --env-manager local`` on 127.0.0.1 only.
 
@@ -37,6 +38,7 @@ def start_server(
         tracking_uri: the store that resolves ``models:/`` URIs (default: the environment's).
         log_path: where the server's output goes (default: discarded).
         workers: uvicorn worker processes.
+        threads: intra-op threads per worker (OMP/MKL; torch reads them at start), or the default.
 
     Returns:
         The server process.
@@ -45,6 +47,8 @@ def start_server(
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
+    if threads:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
     cmd = [
         sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", str(workers),
