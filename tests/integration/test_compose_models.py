@@ -82,3 +82,11 @@ def test_model_composes_builds_and_trains(name, root):
     if any(p.requires_grad for p in net.parameters()):
         assert trainer.global_step > 0
     assert task.finite_weights()
+
+
+@pytest.mark.parametrize(("trainer", "precision"), [("bf16", "bf16-mixed"), ("gpu", "bf16-mixed")])
+def test_trainer_presets_compose_without_trainer_side_clipping(trainer, precision):
+    cfg = compose_train([f"trainer={trainer}", "logger=none"])
+    assert cfg.trainer.precision == precision
+    # Lightning refuses gradient_clip_val under manual optimisation: clipping is the task's
+    assert "gradient_clip_val" not in cfg.trainer

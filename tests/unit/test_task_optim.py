@@ -127,3 +127,12 @@ def test_bf16_precision_trains():
     trainer = fit(task, batches(n=2), precision="bf16-mixed")
     assert trainer.global_step == 2
     assert task.finite_weights()
+
+
+@pytest.mark.gpu
+def test_bf16_on_gpu_clips_and_trains():
+    rec = NormRecorder()
+    task = make_task(clip_mode="norm", clip_value=0.5)
+    trainer = fit(task, batches(n=3), [rec], accelerator="gpu", devices=1, precision="bf16-mixed")
+    assert trainer.global_step == 3 and max(rec.norms) <= 0.5 + 1e-3
+    assert task.finite_weights()
