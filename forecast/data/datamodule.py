@@ -97,8 +97,14 @@ class WindowDataModule(L.LightningDataModule):
         """Time rows one window spans, first context step to last target."""
         return self.step * (self.context + self.horizon - 1) + 1
 
-    def _checked(self, source: Source, variables: list[str], dims: tuple[str, ...] | None) -> Any:
-        ds = source.open()
+    def _checked(
+        self,
+        source: Source,
+        variables: list[str],
+        dims: tuple[str, ...] | None,
+        ds: xr.Dataset | None = None,
+    ) -> xr.Dataset:
+        ds = source.open() if ds is None else ds
         check_variables(ds, variables, dims, source.path)
         check_time(ds, source.path, variables[0] if variables else "")
         check_length(int(ds.sizes["time"]), self.window_length, source.path, variables[0])
@@ -279,7 +285,7 @@ class GridDataModule(WindowDataModule):
             if len(dims) > 1:
                 raise DataError(f"{self.source.path}: variables mix spatial dims {sorted(dims)}")
             self._space = dims.pop()
-            self._ds = self._checked(self.source, self.variables, ("time", *self._space))
+            self._ds = self._checked(self.source, self.variables, ("time", *self._space), ds)
         return self._ds
 
     def _grid(self) -> tuple[int, int]:

@@ -195,7 +195,7 @@ class PairedDataModule(SensorDataModule):
             check_variables(ds, self.grid_variables, None, self.grid_source.path)
             self._space = spatial_dims(ds, self.grid_variables[0], self.grid_source.path)
             self._grid_ds = self._checked(
-                self.grid_source, self.grid_variables, ("time", *self._space)
+                self.grid_source, self.grid_variables, ("time", *self._space), ds
             )
             self._align(self._grid_ds)
         return self._grid_ds
