@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from forecast.models.heads import ClassHead
+from forecast.models.heads import ClassHead, DirectHead
 from forecast.models.recurrent import StackedRecurrent
 from forecast.models.sequence import SequenceForecaster
 from forecast.models.step_rnn import StepRNN
@@ -102,3 +102,25 @@ def test_schedules():
     assert ExponentialDecay(0.5)(3) == pytest.approx(0.125)
     with pytest.raises(ValueError, match="probability"):
         ConstantRatio(1.5)
+
+
+@pytest.mark.parametrize("kind", ["bidirectional", "teacher_forced"])
+def test_evaluation_never_reads_the_horizon(kind):
+    torch.manual_seed(0)
+    if kind == "bidirectional":
+        net = SequenceForecaster(
+            in_channels=1,
+            horizon=3,
+            n_sensors=2,
+            backbone=partial(StackedRecurrent, hidden_size=8, bidirectional=True),
+            head=partial(DirectHead),
+        )
+        schedule = None
+    else:
+        net = StepRNN(in_channels=1, horizon=3, hidden_size=8, n_sensors=2)
+        schedule = ConstantRatio(1.0)  # full teacher forcing while training
+    task = ForecastTask(net, partial(torch.optim.SGD, lr=0.1), teacher_forcing=schedule).eval()
+    x = torch.randn(4, 6, 2, 1)
+    a = task.predict_batch({"x": x, "y": torch.randn(4, 3, 2, 1)})
+    b = task.predict_batch({"x": x, "y": torch.randn(4, 3, 2, 1) * 100})
+    assert torch.equal(a, b)
