@@ -70,6 +70,7 @@ def backtest(
     channel_axis: int,
     max_batch: int = 32,
     truth: np.ndarray | None = None,
+    skip_incomplete: bool = True,
 ) -> BacktestResult:
     """Forecast from every origin with ``predict`` and score against ``values``.
 
@@ -84,18 +85,20 @@ def backtest(
         max_batch: origins per ``predict`` call.
         truth: raw target values ``(T, ...)`` when the model forecasts other variables than it
             reads (default: ``values``).
+        skip_incomplete: skip origins whose context holds a NaN (for a ``predict`` that refuses
+            missing inputs); False hands them to ``predict``.
 
     Returns:
-        The :class:`BacktestResult`; NaN targets are ignored, and origins whose context holds a
-        NaN are skipped (a served model rejects such input).
+        The :class:`BacktestResult`; NaN targets are ignored.
     """
     if origins.min() < context or origins.max() + horizon > len(values):
         raise DataError(
             f"origins {origins.min()}..{origins.max()} need context {context} and horizon "
             f"{horizon} inside the {len(values)} time steps"
         )
-    complete = [bool(np.isfinite(values[t - context : t]).all()) for t in origins]
-    origins = origins[np.asarray(complete, dtype=bool)]
+    if skip_incomplete:
+        complete = [bool(np.isfinite(values[t - context : t]).all()) for t in origins]
+        origins = origins[np.asarray(complete, dtype=bool)]
     if len(origins) == 0:
         raise DataError("every backtest origin has a missing value (NaN) in its context")
     target = values if truth is None else truth

@@ -120,14 +120,16 @@ def forecast(cfg: DictConfig) -> Path:
         ds = ds.isel({d: slice(a, b) for d, (a, b) in dm.crop.items()})
     window = latest_window(ds, variables, int(meta["context"]), grid)
     x = to_array(window, variables, grid)
-    if not np.isfinite(x).all():
+    missing = int(np.isnan(x).sum())
+    if missing == x.size:
         raise DataError(
             f"the latest context window ({window['time'].values[0]} .. "
-            f"{window['time'].values[-1]}) has {int((~np.isfinite(x)).sum())} missing values"
+            f"{window['time'].values[-1]}) has no observed value"
         )
-    y = model.predict(x[None])[0]
+    y = model.predict(x[None], params={"allow_missing": True})[0]  # gaps filled as in training
     targets = list(meta.get("targets") or variables)
     out = forecast_dataset(y, window, targets, grid, f"models:/{cfg.model_name}@{cfg.alias}")
+    out.attrs["missing_inputs"] = missing
     issue = pd.Timestamp(out["time"].values[0]).strftime("%Y%m%dT%H%M")
     path = Path(str(cfg.output_dir)) / f"{cfg.model_name}_{issue}.{cfg.format}"
     return write_atomic(out, path)

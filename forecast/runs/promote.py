@@ -71,7 +71,14 @@ def score(
 ) -> float:
     """Backtest score of a loaded pyfunc on the given origins."""
     ctx = int(model.unwrap_python_model().metadata["context"])
-    return backtest(model.predict, values, origins, ctx, horizon, axis, truth=truth).score
+
+    def predict(x: np.ndarray) -> np.ndarray:  # gaps are filled as in training
+        return np.asarray(model.predict(x, params={"allow_missing": True}))
+
+    result = backtest(
+        predict, values, origins, ctx, horizon, axis, truth=truth, skip_incomplete=False
+    )
+    return result.score
 
 
 def data_arrays(dm: Any) -> tuple[np.ndarray, np.ndarray | None, int]:

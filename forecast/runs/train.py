@@ -156,8 +156,11 @@ def _log_model(
     meta = model_metadata(
         spec, max_samples=int(reg.get("max_samples", 64)), data_fingerprint=dm.fingerprint()
     )
+    # the input normaliser covers inputs and targets; the pyfunc picks both subsets by name
+    norm = getattr(dm, "input_normalizer", None) or dm.normalizer
+    example = _raw_example(dm, norm, meta)
     model_uri, model_id = log_forecast_model(
-        uri, run_id, net, target, {**net_cfg, **spec_kwargs}, dm.normalizer, meta, _raw_example(dm)
+        uri, run_id, net, target, {**net_cfg, **spec_kwargs}, norm, meta, example
     )
     if not reg.get("register", False):
         return model_uri, None
@@ -190,8 +193,8 @@ def _frames(dm: Any, net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray, str]
     return item["y"][:, 0].numpy(), pred[:, 0].numpy(), str(dm.variables[0])
 
 
-def _raw_example(dm: Any) -> np.ndarray:
-    """One raw (unnormalised) context window from the test split, shaped (1, context, C, ...)."""
-    ds = dm.datasets["test"]
-    x = ds[0]["x"].numpy()[None]
-    return dm.normalizer.inverse(x, axis=2).astype(np.float32)
+def _raw_example(dm: Any, norm: Any, meta: dict[str, Any]) -> np.ndarray:
+    """One raw (unnormalised) context window from the test split, shaped (1, *sample_shape)."""
+    x = dm.datasets["test"][0]["x"].numpy()[None]
+    inputs = norm.subset(list(meta["variables"]))
+    return inputs.inverse(x, axis=int(meta["channel_axis"])).astype(np.float32)

@@ -110,12 +110,17 @@ def model_metadata(spec: DataSpec, max_samples: int = 64, **extra: Any) -> dict[
 
 
 def signature(metadata: dict[str, Any]) -> ModelSignature:
-    """Tensor signature with a free (-1) batch dim, and an optional ``variables`` parameter."""
+    """Tensor signature with a free (-1) batch dim; optional ``variables`` and ``allow_missing``."""
     f32 = np.dtype(np.float32)
     return ModelSignature(
         inputs=Schema([TensorSpec(f32, (-1, *metadata["sample_shape"]))]),
         outputs=Schema([TensorSpec(f32, (-1, *metadata["output_shape"]))]),
-        params=ParamSchema([ParamSpec("variables", "string", list(metadata["variables"]), (-1,))]),
+        params=ParamSchema(
+            [
+                ParamSpec("variables", "string", list(metadata["variables"]), (-1,)),
+                ParamSpec("allow_missing", "boolean", False),
+            ]
+        ),
     )
 
 
@@ -145,8 +150,9 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
     """Forecasts from raw (unnormalised) context windows.
 
     Input: float array ``(B, *sample_shape)`` in physical units, ``B <= max_samples``; output
-    ``(B, *output_shape)`` in physical units. Bad input raises an invalid-parameter
-    ``MlflowException`` (HTTP 400 with a message when served).
+    ``(B, *output_shape)`` in physical units. NaN (missing) inputs are refused unless the request
+    sets ``params={"allow_missing": true}``; then they are filled as in training. Bad input
+    raises an invalid-parameter ``MlflowException`` (HTTP 400 with a message when served).
     """
 
     # `predict` is untyped on purpose: the signature is explicit and validation is ours, so skip
@@ -171,9 +177,12 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         self.out_norm = fitted.subset(self.metadata.get("targets", self.metadata["variables"]))
 
     def forecast(self, x: np.ndarray) -> np.ndarray:
-        """Validated raw ``(B, *sample_shape)`` -> raw ``(B, *output_shape)``, float32."""
+        """Validated raw ``(B, *sample_shape)`` -> raw ``(B, *output_shape)``, float32.
+
+        NaN inputs become 0 in normalised space, as missing inputs are in training.
+        """
         axis = int(self.metadata["channel_axis"])
-        z = self.in_norm.transform(x, axis=axis).astype(np.float32)
+        z = np.nan_to_num(self.in_norm.transform(x, axis=axis).astype(np.float32), nan=0.0)
         with torch.inference_mode():
             y = self.net(torch.from_numpy(z)).numpy()
         return self.out_norm.inverse(y, axis=axis).astype(np.float32)
@@ -183,9 +192,15 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
 
         Untyped on purpose: MLflow reads type hints as a schema, and the signature is explicit.
         """
-        m = self.metadata
-        check_variables((params or {}).get("variables"), m["variables"])
+        m, params = self.metadata, params or {}
+        check_variables(params.get("variables"), m["variables"])
+        allow_missing = bool(params.get("allow_missing", False))
         x = check_input(
-            model_input, m["sample_shape"], m["variables"], m["max_samples"], m["channel_axis"]
+            model_input,
+            m["sample_shape"],
+            m["variables"],
+            m["max_samples"],
+            m["channel_axis"],
+            allow_missing,
         )
         return self.forecast(x)

@@ -39,6 +39,7 @@ def check_input(
     variables: Sequence[str],
     max_samples: int,
     channel_axis: int,
+    allow_missing: bool = False,
 ) -> np.ndarray:
     """Validate a raw request and return it as float32 ``(B, *sample_shape)``.
 
@@ -48,6 +49,7 @@ def check_input(
         variables: the model's variables (their count is checked on ``channel_axis``).
         max_samples: cap on samples per request.
         channel_axis: axis of the batched array that holds the variables.
+        allow_missing: accept NaN as "missing" (infinities are always refused).
 
     Returns:
         The validated array, float32, shape ``(B, *sample_shape)``.
@@ -89,10 +91,9 @@ def check_input(
     if tuple(x.shape[1:]) != tuple(sample_shape):
         raise bad_request(f"input must have shape {expected}, got {x.shape}")
     x = x.astype(np.float32, copy=False)
-    finite = np.isfinite(x)
-    if not finite.all():
-        raise bad_request(
-            f"input has {int((~finite).sum())} non-finite values (NaN or inf); "
-            "send physical values only"
-        )
+    bad = np.isinf(x) if allow_missing else ~np.isfinite(x)
+    if bad.any():
+        what = "infinite" if allow_missing else "non-finite (NaN or inf)"
+        hint = "" if allow_missing else "; mark gaps as NaN with params {'allow_missing': true}"
+        raise bad_request(f"input has {int(bad.sum())} {what} values{hint}")
     return x

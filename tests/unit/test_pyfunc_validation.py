@@ -131,3 +131,18 @@ def test_nets_that_need_more_than_the_window_are_not_served():
             return x
 
     assert "start" in unservable(NeedsStart(), spec)
+
+
+def test_missing_inputs_only_when_asked_and_filled_as_in_training(model):
+    m, net, norm = model
+    x = raw()
+    x[0, 1, 0, 2, 2] = np.nan
+    with pytest.raises(MlflowException, match="allow_missing"):
+        m.predict(None, x)
+    y = m.predict(None, x, {"allow_missing": True})
+    filled = x.copy()
+    filled[0, 1, 0, 2, 2] = 280.0  # the variable's offset: 0 in normalised space
+    np.testing.assert_allclose(y, m.predict(None, filled), rtol=1e-6)
+    x[0, 0, 0, 0, 0] = np.inf
+    with pytest.raises(MlflowException, match="1 infinite"):
+        m.predict(None, x, {"allow_missing": True})
