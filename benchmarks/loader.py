@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from forecast.data.reader import FrameReader
 from forecast.data.sources import StoreSource
 
 CONTEXT, HORIZON = 12, 6
+ROUNDS = 5
 
 
 def _store(folder: Path, n_times: int, n_lat: int, n_lon: int, seed: int = 0) -> dict[str, Path]:
@@ -55,28 +57,32 @@ def _store(folder: Path, n_times: int, n_lat: int, n_lon: int, seed: int = 0) ->
     return {"zarr": zarr_path, "netcdf": nc_path}
 
 
-def _rate(fn, n: int, repeats: int = 3) -> float:
-    """Best-of-``repeats`` calls per second of ``fn(i)`` over ``n`` calls."""
-    best = np.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for i in range(n):
-            fn(i)
-        best = min(best, time.perf_counter() - t0)
-    return n / best
+def _best_rates(readers: dict[str, tuple[Callable[[int], object], int]], rounds: int) -> dict:
+    """Calls per second of each reader, best over ``rounds``.
+
+    Readers take turns in every round, so a burst of load from other processes cannot favour one.
+    """
+    best = dict.fromkeys(readers, np.inf)
+    for _ in range(rounds):
+        for name, (fn, n) in readers.items():
+            t0 = time.perf_counter()
+            for i in range(n):
+                fn(i)
+            best[name] = min(best[name], (time.perf_counter() - t0) / n)
+    return {name: 1.0 / t for name, t in best.items()}
 
 
-def _ours(path: Path, n: int, starts: np.ndarray, budget_mb: float = 0.001) -> float:
-    """GridWindows items/s; the tiny default budget forces the lazy per-window path."""
+def _ours(path: Path, starts: np.ndarray, budget_mb: float = 0.001) -> Callable[[int], object]:
+    """GridWindows items; the tiny default budget forces the lazy per-window path."""
     reader = FrameReader(
         StoreSource(str(path)), ["field"], ("lat", "lon"), memory_budget_mb=budget_mb
     )
     assert reader.in_memory == (budget_mb > 1)
     windows = GridWindows(reader, starts, CONTEXT, HORIZON, Normalizer(("field",), (0.0,), (1.0,)))
-    return _rate(lambda i: windows[i], n)
+    return lambda i: windows[i]
 
 
-def _xbatcher(path: Path, n: int, starts: np.ndarray, dask: bool) -> float:
+def _xbatcher(path: Path, starts: np.ndarray, dask: bool) -> Callable[[int], object]:
     import xbatcher
 
     if path.suffix == ".zarr":
@@ -86,13 +92,13 @@ def _xbatcher(path: Path, n: int, starts: np.ndarray, dask: bool) -> float:
     sizes = {"time": CONTEXT + HORIZON, "lat": ds.sizes["lat"], "lon": ds.sizes["lon"]}
     gen = xbatcher.BatchGenerator(ds, input_dims=sizes, input_overlap={"time": sizes["time"] - 1})
     # the generator's window i starts at time i (overlap = length - 1)
-    return _rate(lambda i: gen[int(starts[i])]["field"].values, n)
+    return lambda i: gen[int(starts[i])]["field"].values
 
 
-def _numpy(path: Path, n: int, starts: np.ndarray) -> float:
+def _numpy(path: Path, starts: np.ndarray) -> Callable[[int], object]:
     arr = xr.open_dataset(path, engine="h5netcdf")["field"].values
     length = CONTEXT + HORIZON
-    return _rate(lambda i: arr[starts[i] : starts[i] + length].copy(), n)
+    return lambda i: arr[starts[i] : starts[i] + length].copy()
 
 
 def _train_step_rate(batch: int = 16, steps: int = 3) -> float:
@@ -161,12 +167,9 @@ def _rss(folder: Path, budget_mb: float, quick: bool) -> dict[str, float]:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     r = json.loads(out.stdout.strip().splitlines()[-1])
-    return {
-        "budget_mb": budget_mb,
-        "store_mb": store_mb,
-        **r,
-        "growth_mb": r["peak_mb"] - r["base_mb"],
-    }
+    growth = {"growth_mb": r["peak_mb"] - r["base_mb"]}
+    growth["growth_after_open_mb"] = r["peak_mb"] - r["opened_mb"]
+    return {"budget_mb": budget_mb, "store_mb": store_mb, **r, **growth}
 
 
 def main() -> None:
@@ -183,21 +186,23 @@ def main() -> None:
     rng = np.random.default_rng(0)
     starts = rng.integers(0, n_times - CONTEXT - HORIZON, size=n)
     mb_per_window = (CONTEXT + HORIZON) * side * side * 4 / 2**20
-    results: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         paths = _store(Path(tmp), n_times, side, side)
-        results["numpy_inmemory"] = _numpy(paths["netcdf"], n, starts)
-        results["ours_inmemory"] = _ours(paths["netcdf"], n, starts, budget_mb=1024)
+        readers = {
+            "numpy_inmemory": (_numpy(paths["netcdf"], starts), n),
+            "ours_inmemory": (_ours(paths["netcdf"], starts, budget_mb=1024), n),
+        }
         for fmt, path in paths.items():
-            results[f"ours_{fmt}"] = _ours(path, n, starts)
-            results[f"xbatcher_{fmt}"] = _xbatcher(path, n, starts, dask=False)
-            results[f"xbatcher_dask_{fmt}"] = _xbatcher(path, max(10, n // 5), starts, dask=True)
+            readers[f"ours_{fmt}"] = (_ours(path, starts), n)
+            readers[f"xbatcher_{fmt}"] = (_xbatcher(path, starts, dask=False), n)
+            readers[f"xbatcher_dask_{fmt}"] = (_xbatcher(path, starts, dask=True), max(10, n // 5))
+        results = _best_rates(readers, ROUNDS)
         train_rate = _train_step_rate(steps=1 if args.quick else 3)
-        rss = _rss(Path(tmp), 32.0 if args.quick else 64.0, args.quick)
+        rss = _rss(Path(tmp), 64.0, args.quick)
 
     ceiling = results["numpy_inmemory"]
     print(f"random {CONTEXT + HORIZON}x{side}x{side} float32 windows ({mb_per_window:.3f} MB), "
-          f"{n} reads, best of 3")  # fmt: skip
+          f"{n} reads per reader, best of {ROUNDS} interleaved rounds")  # fmt: skip
     print(f"{'reader':<24}{'windows/s':>12}{'MB/s':>10}{'vs numpy':>10}")
     for name, rate in results.items():
         print(f"{name:<24}{rate:>12.0f}{rate * mb_per_window:>10.0f}{rate / ceiling:>10.3f}")

@@ -141,3 +141,34 @@ def check_length(n_times: int, need: int, path: str, variable: str = "") -> None
             f"{what}: series has {n_times} time steps, shorter than one window of {need} "
             "(context + horizon, times the time step); use a longer series or a shorter window"
         )
+
+
+def check_coords(ds: xr.Dataset, path: str) -> None:
+    """No NaN in a numeric coordinate (a NaN latitude or time would misplace data silently)."""
+    for name in ds.coords:
+        values = np.asarray(ds[name].values)
+        if values.dtype.kind in "fcmM" and np.isnan(values).any():
+            raise DataError(
+                f"{path}: coordinate '{name}' has NaN values (first at index "
+                f"{int(np.argmax(np.isnan(values).ravel()))}); drop or fill those entries"
+            )
+
+
+def validate(
+    ds: xr.Dataset, variables: Sequence[str], dims: tuple[str, ...] | None, path: str
+) -> xr.Dataset:
+    """Fail fast on missing dims/variables, non-numeric data, NaN coordinates, bad time axes.
+
+    Args:
+        ds: a dataset already mapped onto the schema (:func:`standardize`).
+        variables: the variables that will be read.
+        dims: the exact dims each variable must have, or None to skip that check.
+        path: where ``ds`` came from, for error messages.
+
+    Returns:
+        ``ds`` unchanged.
+    """
+    check_variables(ds, variables, dims, path)
+    check_coords(ds, path)
+    check_time(ds, path, variables[0] if variables else "")
+    return ds

@@ -6,13 +6,13 @@ import numpy as np
 import xarray as xr
 
 from forecast.data.calendar import CALENDAR_FEATURES
-from forecast.data.datamodule import WindowDataModule
 from forecast.data.datasets import GridWindows, PairedWindows, SensorWindows
 from forecast.data.normalize import Normalizer
 from forecast.data.reader import FrameReader, Source
 from forecast.data.schema import SENSOR, check_variables, spatial_dims
 from forecast.data.sources import fingerprint
 from forecast.data.spec import DataSpec
+from forecast.data.window_module import WindowDataModule
 from forecast.data.windows import SPLITS, SplitSpec
 from forecast.errors import DataError
 

@@ -161,3 +161,11 @@ def test_unreadable_file(tmp_path):
     path = tmp_path / "bad.nc"
     path.write_bytes(b"not a netcdf file")
     _raises([str(path), "NetCDF"], lambda: open_store(path))
+
+
+def test_nan_coordinate(tmp_path):
+    ds = _grid()
+    lat = ds.lat.values.copy()
+    lat[2] = np.nan
+    path = _write(ds.assign_coords(lat=lat), tmp_path)
+    _raises([str(path), "'lat'", "NaN"], lambda: _module(path).describe())
