@@ -262,7 +262,7 @@ class StackedRecurrent(nn.Module):
         # The backward direction reads its inputs reversed in time, so step s of the shared loop
         # is t = s forward and t = T-1-s backward.
         xps = [cell.project_input(seq) for cell in cells]  # D x (T, B, G*H)
-        xp = torch.stack([xps[0], *(p.flip(0) for p in xps[1:])], dim=1)  # (T, D, B, G*H)
+        xp = torch.stack([xps[0], *(p.flip(0) for p in xps[1:])])  # (D, T, B, G*H)
         if state is None:
             h0 = c0 = seq.new_zeros(len(cells), batch, self.hidden_size)
         else:
@@ -278,6 +278,6 @@ class StackedRecurrent(nn.Module):
             weight_c,
             cells[0].coupled,
         )
-        outs = [hs[1:, 0], *(hs[1:, k].flip(0) for k in range(1, len(cells)))]  # D x (T, B, H)
+        outs = [hs[0, 1:], *(hs[k, 1:].flip(0) for k in range(1, len(cells)))]  # D x (T, B, H)
         out = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]  # (T, B, D*H)
-        return out, (hs[t_len], c_last)
+        return out, (hs[:, t_len], c_last)

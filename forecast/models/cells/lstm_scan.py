@@ -30,44 +30,48 @@ def _gate_factors(
 
     With dh = dL/dh_t and dc = dL/dC_t (after adding the path through h_t):
     d(o pre) = dh * A,  dc = dc_next * F_{t+1} + dh * Bc,  d(i, f, g pre) = dc * P.
+    Written with in-place ops and `addcmul` (σ' = s - s², tanh' = 1 - y²) to keep the number of
+    (D, T, B, H) temporaries small: on a busy CPU each fresh buffer costs page faults.
 
     Args:
-        act: (T, D, B, G*H) activated gates.
-        cs: (T+1, D, B, H) cell states, C_{s-1} at s and C_s at s+1.
-        tcs: (T, D, B, H) tanh(C_s).
+        act: (D, T, B, G*H) activated gates.
+        cs: (D, T+1, B, H) cell states, C_{s-1} at s and C_s at s+1.
+        tcs: (D, T, B, H) tanh(C_s).
         weight_c: (D, G-1, H) peepholes or None.
         coupled: gate blocks (f, g, o) instead of (i, f, g, o).
 
     Returns:
-        pa: (T, D, B, G*H): P for the blocks before o (multiplies dc), A for o (multiplies dh).
-        bc: (T, D, B, H) dC_t/dh_t factor; fc: (T, D, B, H) dC_{t-1}/dC_t factor.
+        pa: (D, T, B, G*H): P for the blocks before o (multiplies dc), A for o (multiplies dh).
+        bc: (D, T, B, H) dC_t/dh_t factor; fc: (D, T, B, H) dC_{t-1}/dC_t factor.
     """
     hid = tcs.shape[-1]
     a = hid if coupled else 2 * hid
-    c_prev = cs[:-1]
-    o = act[..., a + hid :]
-    g = act[..., a : a + hid]
+    one = act.new_ones(())
+    c_prev = cs[:, :-1]
+    g, o = act[..., a : a + hid], act[..., a + hid :]
     pa = torch.empty_like(act)
-    sig_o = o - o * o
-    torch.mul(tcs, sig_o, out=pa[..., a + hid :])  # A = tanh(C) σ'(o)
-    bc = o * (1 - tcs * tcs)
-    d_g = 1 - g * g
+    p_o = torch.addcmul(o, o, o, value=-1.0, out=pa[..., a + hid :])  # σ'(o)
+    p_o.mul_(tcs)  # A = tanh(C) σ'(o)
+    bc = torch.addcmul(one, tcs, tcs, value=-1.0).mul_(o)  # o tanh'(C)
+    p_g = torch.addcmul(one, g, g, value=-1.0, out=pa[..., a : a + hid])  # tanh'(g)
+    f = act[..., :hid] if coupled else act[..., hid:a]
+    p_f = torch.addcmul(f, f, f, value=-1.0, out=pa[..., a - hid : a])  # σ'(f)
     if coupled:
-        f = act[..., :hid]
-        torch.mul(c_prev - g, f - f * f, out=pa[..., :hid])  # P_f = (C_{t-1} - g) σ'(f)
-        torch.mul(1 - f, d_g, out=pa[..., hid : 2 * hid])  # P_g = (1 - f) tanh'(g)
+        p_f.mul_(c_prev - g)  # P_f = (C_{t-1} - g) σ'(f)
+        p_g.mul_(torch.sub(one, f))  # P_g = (1 - f) tanh'(g)
     else:
-        i, f = act[..., :hid], act[..., hid:a]
-        torch.mul(g, i - i * i, out=pa[..., :hid])  # P_i = g σ'(i)
-        torch.mul(c_prev, f - f * f, out=pa[..., hid:a])  # P_f = C_{t-1} σ'(f)
-        torch.mul(i, d_g, out=pa[..., a : a + hid])  # P_g = i tanh'(g)
+        i = act[..., :hid]
+        p_i = torch.addcmul(i, i, i, value=-1.0, out=pa[..., :hid])
+        p_i.mul_(g)  # P_i = g σ'(i)
+        p_f.mul_(c_prev)  # P_f = C_{t-1} σ'(f)
+        p_g.mul_(i)  # P_g = i tanh'(g)
     fc = f.clone()
     if weight_c is not None:
-        n_in = a // hid
-        wc = weight_c.unsqueeze(1)  # (D, 1, G-1, H)
-        bc += pa[..., a + hid :] * wc[:, :, -1]  # the o peephole reads C_t
+        wc = weight_c[:, None, None]  # (D, 1, 1, G-1, H)
+        bc.addcmul_(p_o, wc[..., -1, :])  # the o peephole reads C_t
         # i and f peepholes read C_{t-1}: dC_{t-1} gains dc * P_k * w_k.
-        fc += (pa[..., :a].unflatten(-1, (n_in, hid)) * wc[:, :, :n_in]).sum(-2)
+        for k in range(a // hid):
+            fc.addcmul_(pa[..., k * hid : (k + 1) * hid], wc[..., k, :])
     return pa, bc, fc
 
 
@@ -82,26 +86,35 @@ class _LSTMScan(torch.autograd.Function):
         weight_c: Tensor | None,
         coupled: bool,
     ) -> tuple[Tensor, Tensor]:
-        t_len, n_dir, batch, gh = xp.shape
+        n_dir, t_len, batch, gh = xp.shape
         hid = h0.shape[-1]
         a = hid if coupled else 2 * hid  # width of the gates reading C_{t-1}: (f) or (i, f)
         n_in = a // hid
-        act = torch.empty_like(xp)  # (T, D, B, G*H) activated gates
-        hs = xp.new_empty(t_len + 1, n_dir, batch, hid)  # h_{s-1} at s, h_s at s+1
-        cs = xp.new_empty(t_len + 1, n_dir, batch, hid)
-        tcs = xp.new_empty(t_len, n_dir, batch, hid)  # tanh(C_s)
-        hs[0], cs[0] = h0, c0
-        w_t = weight_hh.transpose(1, 2).contiguous()  # (D, H, G*H)
+        # tanh(x) = 2σ(2x) - 1: torch's CPU tanh splits even 8k elements over threads, which
+        # cost ~30x a sigmoid on this shared 2-core machine. Doubling the g rows of the input
+        # projection and of W_h lets one sigmoid cover i, f and g (and o without peepholes).
+        scale = xp.new_ones(gh)
+        scale[a : a + hid] = 2.0
+        act = xp * scale  # (D, T, B, G*H): pre-activations, then activated gates in place
+        w_t = (weight_hh * scale[:, None]).transpose(1, 2).contiguous()  # (D, H, G*H)
+        hs = xp.new_empty(n_dir, t_len + 1, batch, hid)  # h_{s-1} at s, h_s at s+1
+        cs = xp.new_empty(n_dir, t_len + 1, batch, hid)
+        tcs = xp.new_empty(n_dir, t_len, batch, hid)  # tanh(C_s)
+        hs[:, 0], cs[:, 0] = h0, c0
+        minus_one = xp.new_full((), -1.0)
+        two = xp.new_full((), 2.0)
         wc_in = None if weight_c is None else weight_c[:, None, :n_in]  # (D, 1, n_in, H)
         wc_out = None if weight_c is None else weight_c[:, None, -1]  # (D, 1, H)
+        sig_end = gh if weight_c is None else a + hid  # o waits for C_t when it peeps
         for s in range(t_len):
-            g_s = act[s]
-            torch.baddbmm(xp[s], hs[s], w_t, out=g_s)  # all gates, all directions: one matmul
-            c_prev, c_new = cs[s], cs[s + 1]
+            g_s = act[:, s]
+            g_s.baddbmm_(hs[:, s], w_t)  # all gates, all directions: one matmul
+            c_prev, c_new, tc = cs[:, s], cs[:, s + 1], tcs[:, s]
             if wc_in is not None:
                 g_s[..., :a].unflatten(-1, (n_in, hid)).addcmul_(wc_in, c_prev.unsqueeze(2))
-            g_s[..., :a].sigmoid_()
-            g = g_s[..., a : a + hid].tanh_()
+            g_s[..., :sig_end].sigmoid_()
+            g = g_s[..., a : a + hid]
+            torch.add(minus_one, g, alpha=2.0, out=g)  # tanh of the g pre-activation
             if coupled:  # C_t = g + f (C_{t-1} - g)
                 torch.addcmul(g, g_s[..., :hid], c_prev - g, out=c_new)
             else:
@@ -110,50 +123,51 @@ class _LSTMScan(torch.autograd.Function):
             o = g_s[..., a + hid :]
             if wc_out is not None:
                 o.addcmul_(wc_out, c_new)
-            o.sigmoid_()
-            torch.mul(o, torch.tanh(c_new, out=tcs[s]), out=hs[s + 1])
+                o.sigmoid_()
+            torch.mul(c_new, two, out=tc).sigmoid_()
+            torch.add(minus_one, tc, alpha=2.0, out=tc)  # tanh(C_t)
+            torch.mul(o, tc, out=hs[:, s + 1])
         ctx.save_for_backward(act, hs, cs, tcs, weight_hh, weight_c)
         ctx.coupled = coupled
         # Only the final C leaves: intermediate cell states are internal to the layer.
-        return hs, cs[t_len].clone()
+        return hs, cs[:, t_len].clone()
 
     @staticmethod
     def backward(ctx: Any, d_hs: Tensor, d_c_last: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         act, hs, cs, tcs, weight_hh, weight_c = ctx.saved_tensors
         coupled = ctx.coupled
-        t_len, n_dir, batch, gh = act.shape
+        n_dir, t_len, batch, gh = act.shape
         hid = hs.shape[-1]
         k = (2 if coupled else 3) * hid  # width of the blocks driven by dc: (f, g) or (i, f, g)
         pa, bc, fc = _gate_factors(act, cs, tcs, weight_c, coupled)
-        d_hs = d_hs.contiguous()
+        d_hs = d_hs.clone(memory_format=torch.contiguous_format)  # accumulated in place
         dgates = torch.empty_like(act)
-        dh = d_hs[t_len].clone()
         dc = d_c_last.contiguous()
         for s in range(t_len - 1, -1, -1):
+            dh = d_hs[:, s + 1]
             if s < t_len - 1:  # dL/dh_s = direct + through every gate of step s+1: one matmul
-                torch.baddbmm(d_hs[s + 1], dgates[s + 1], weight_hh, out=dh)
-            dc = torch.addcmul(dc, dh, bc[s])
-            dg = dgates[s]
+                dh.baddbmm_(dgates[:, s + 1], weight_hh)
+            dc = torch.addcmul(dc, dh, bc[:, s])
+            dg = dgates[:, s]
             torch.mul(
-                pa[s, ..., :k].unflatten(-1, (k // hid, hid)),
+                pa[:, s, :, :k].unflatten(-1, (k // hid, hid)),
                 dc.unsqueeze(2),
                 out=dg[..., :k].unflatten(-1, (k // hid, hid)),
             )
-            torch.mul(pa[s, ..., k:], dh, out=dg[..., k:])
-            dc = dc * fc[s]  # dL/dC_{s-1}
-        d_h0 = torch.baddbmm(d_hs[0], dgates[0], weight_hh)
+            torch.mul(pa[:, s, :, k:], dh, out=dg[..., k:])
+            dc = dc * fc[:, s]  # dL/dC_{s-1}
+        d_h0 = d_hs[:, 0].baddbmm_(dgates[:, 0], weight_hh)
         # sum_s dgates_s^T h_{s-1} per direction: one batched matmul over all steps.
-        flat_g = dgates.transpose(0, 1).reshape(n_dir, t_len * batch, gh)
-        flat_h = hs[:-1].transpose(0, 1).reshape(n_dir, t_len * batch, hid)
-        d_w = torch.bmm(flat_g.transpose(1, 2), flat_h)
+        d_w = torch.bmm(
+            dgates.view(n_dir, t_len * batch, gh).transpose(1, 2),
+            hs[:, :-1].reshape(n_dir, t_len * batch, hid),
+        )
         d_wc = None
         if weight_c is not None:
             a = k - hid
-            d_in = (dgates[..., :a].unflatten(-1, (a // hid, hid)) * cs[:-1].unsqueeze(3)).sum(
-                (0, 2)
-            )
-            d_out = (dgates[..., k:] * cs[1:]).sum((0, 2))
-            d_wc = torch.cat([d_in, d_out.unsqueeze(1)], dim=1)
+            d_in = dgates[..., :a].unflatten(-1, (a // hid, hid)) * cs[:, :-1].unsqueeze(3)
+            d_out = dgates[..., k:] * cs[:, 1:]
+            d_wc = torch.cat([d_in.sum((1, 2)), d_out.sum((1, 2)).unsqueeze(1)], dim=1)
         return dgates, d_h0, dc, d_w, d_wc, None
 
 
@@ -167,11 +181,11 @@ def lstm_scan_directions(
 ) -> tuple[Tensor, Tensor]:
     """Run D independent LSTM directions in one time loop over time-major input projections.
 
-    Step s of direction d reads xp[s, d]; a backward direction is run by reversing its inputs in
+    Step s of direction d reads xp[d, s]; a backward direction is run by reversing its inputs in
     time before the call (and its outputs after it).
 
     Args:
-        xp: (T, D, B, G*H) pre-activations W_x x + b, gate blocks (i, f, g, o), or (f, g, o)
+        xp: (D, T, B, G*H) pre-activations W_x x + b, gate blocks (i, f, g, o), or (f, g, o)
             when `coupled`.
         h0: (D, B, H) initial h per direction.
         c0: (D, B, H) initial C per direction.
@@ -180,22 +194,22 @@ def lstm_scan_directions(
         coupled: input gate = 1 - f.
 
     Returns:
-        hs: (T+1, D, B, H); hs[0] = h0, hs[s+1] = h after step s (so hs[-1] is the final h).
+        hs: (D, T+1, B, H); hs[:, 0] = h0, hs[:, s+1] = h after step s (hs[:, -1] is the final h).
         c_last: (D, B, H) final cell state.
     """
-    check_rank(xp, 4, "(T, D, B, G*H)", "xp")
-    t_len, n_dir, batch, gh = xp.shape
+    check_rank(xp, 4, "(D, T, B, G*H)", "xp")
+    n_dir, t_len, batch, gh = xp.shape
     hid = weight_hh.shape[-1]
     n_gates = 3 if coupled else 4
     check_shape(weight_hh, (n_dir, n_gates * hid, hid), "weight_hh")
-    check_shape(xp, (t_len, n_dir, batch, n_gates * hid), "xp")
+    check_shape(xp, (n_dir, t_len, batch, n_gates * hid), "xp")
     check_shape(h0, (n_dir, batch, hid), "h0")
     check_shape(c0, (n_dir, batch, hid), "c0")
     if weight_c is not None:
         check_shape(weight_c, (n_dir, n_gates - 1, hid), "weight_c")
     if t_len == 0:
         raise ValueError(f"xp: expected at least one time step, got shape {tuple(xp.shape)}")
-    return _LSTMScan.apply(xp.contiguous(), h0, c0, weight_hh, weight_c, coupled)
+    return _LSTMScan.apply(xp.contiguous(), h0, c0, weight_hh.contiguous(), weight_c, coupled)
 
 
 def lstm_scan(
@@ -229,12 +243,12 @@ def lstm_scan(
     if reverse:
         xp = xp.flip(0)
     hs, c_last = lstm_scan_directions(
-        xp.unsqueeze(1),
+        xp.unsqueeze(0),
         h0.unsqueeze(0),
         c0.unsqueeze(0),
         weight_hh.unsqueeze(0),
         None if weight_c is None else weight_c.unsqueeze(0),
         coupled,
     )
-    hs = hs.squeeze(1)
+    hs = hs.squeeze(0)
     return (hs.flip(0) if reverse else hs), c_last.squeeze(0)
