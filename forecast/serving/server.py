@@ -91,3 +91,70 @@ def stop_server(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def preflight(model_uri: str, tracking_uri: str) -> str:
+    """Check the store answers and the model reference exists before a server starts.
+
+    ``mlflow models serve`` alone retries an unreachable server for minutes and then dies with a
+    stack trace; this says what is wrong in one line.
+
+    Args:
+        model_uri: ``models:/<name>@<alias>`` or ``models:/<name>/<version>``.
+        tracking_uri: the tracking/registry store.
+
+    Returns:
+        The model version the reference resolves to.
+    """
+    from forecast.errors import ForecastError
+    from forecast.tracking.mlflow import check_reachable
+    from forecast.tracking.registry import client_for, resolve
+
+    prefix = "models:/"
+    if not model_uri.startswith(prefix):
+        raise ForecastError(
+            f"expected models:/<name>@<alias> or models:/<name>/<version>, got {model_uri}"
+        )
+    ref = model_uri[len(prefix) :]
+    name, sep, alias = ref.partition("@")
+    if not sep:
+        name, _, alias = ref.rpartition("/")
+    if not name or not alias:
+        raise ForecastError(
+            f"expected models:/<name>@<alias> or models:/<name>/<version>, got {model_uri}"
+        )
+    check_reachable(tracking_uri)
+    return str(resolve(client_for(tracking_uri), name, alias).version)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m forecast.serving.server MODEL_URI [--port P] [--workers N]``: check, then serve.
+
+    The tracking store comes from ``MLFLOW_TRACKING_URI`` (default: the project's sqlite file).
+    """
+    import argparse
+
+    from forecast.errors import ForecastError
+    from forecast.tracking.mlflow import absolute_tracking_uri
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("model_uri")
+    p.add_argument("--port", type=int, default=5000)
+    p.add_argument("--workers", type=int, default=1)
+    args = p.parse_args(argv)
+    uri = absolute_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    try:
+        version = preflight(args.model_uri, uri)
+    except ForecastError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"serving {args.model_uri} (version {version}) on http://127.0.0.1:{args.port}")
+    proc = start_server(args.model_uri, args.port, uri, workers=args.workers)
+    try:
+        sys.exit(proc.wait())
+    except KeyboardInterrupt:
+        stop_server(proc)
+
+
+if __name__ == "__main__":
+    main()

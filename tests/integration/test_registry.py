@@ -117,3 +117,17 @@ def test_champion_loads_and_a_missing_alias_is_a_clear_error(store):
         load_version(uri, NAME, "nope")
     with pytest.raises(ForecastError, match="'unknown' does not exist"):
         load_version(uri, "unknown", "champion")
+
+
+def test_server_preflight_names_what_is_wrong(store):
+    from forecast.serving.server import preflight
+
+    uri = store[0]
+    assert preflight(f"models:/{NAME}@champion", uri).isdigit()
+    assert preflight(f"models:/{NAME}/1", uri) == "1"
+    with pytest.raises(ForecastError, match="no version or alias 'gone'"):
+        preflight(f"models:/{NAME}@gone", uri)
+    with pytest.raises(ForecastError, match="unreachable"):
+        preflight(f"models:/{NAME}@champion", "http://127.0.0.1:9")
+    with pytest.raises(ForecastError, match="expected models:/"):
+        preflight("runs:/abc/model", uri)
