@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from forecast.models.cells.checks import (
     check_choice,
     check_dim,
+    check_non_negative,
     check_positive,
     check_rank,
 )
@@ -26,7 +27,8 @@ class ConvRecurrentStack(nn.Module):
     size and costs one call per layer, not per step).
 
     Args:
-        in_channels: channels C of the input frames.
+        in_channels: channels C of the input frames; 0 means the stack only runs with x=None
+            (its first layer then owns no input-to-state weights).
         hidden_channels: state channels per layer, e.g. [64, 64].
         kernel_size: odd kernel size of every convolution.
         cell: "lstm" (ConvLSTM) or "gru" (ConvGRU).
@@ -53,6 +55,7 @@ class ConvRecurrentStack(nn.Module):
             raise ValueError(f"peephole: only the lstm cell has peepholes, got cell={cell!r}")
         if norm_groups < 0:
             raise ValueError(f"norm_groups: expected >= 0, got {norm_groups}")
+        check_non_negative(in_channels, "in_channels")
         self.in_channels = in_channels
         self.hidden_channels = list(hidden_channels)
         self.cell_type = cell
@@ -106,6 +109,11 @@ class ConvRecurrentStack(nn.Module):
             check_positive(steps, "steps")
             t_len = steps
         else:
+            if self.in_channels == 0:
+                raise ValueError(
+                    "x: this stack has in_channels=0 (no input weights); expected x=None, got "
+                    f"shape {tuple(x.shape)}"
+                )
             check_rank(x, 5, "(B, T, C, H, W)")
             check_dim(x, 2, self.in_channels, "input channels")
             t_len = x.shape[1]

@@ -138,8 +138,10 @@ def test_gradcheck_float64(make):
 def test_bad_input(cls):
     with pytest.raises(ValueError, match="odd"):
         cls(2, 3, kernel_size=4)
-    with pytest.raises(ValueError, match="positive"):
-        cls(0, 3)
+    with pytest.raises(ValueError, match="hidden_channels: expected a positive int, got 0"):
+        cls(2, 0)
+    with pytest.raises(ValueError, match="in_channels: expected an int >= 0, got -1"):
+        cls(-1, 3)  # 0 is allowed: a cell with no input weights (test_conv_no_input.py)
     cell = cls(2, 3)
     with pytest.raises(ValueError, match=r"4-d tensor \(B, C, H, W\), got 3-d"):
         cell(torch.randn(2, 5, 5))

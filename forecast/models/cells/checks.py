@@ -47,3 +47,9 @@ def check_choice(value: object, choices: Sequence[object], name: str) -> None:
     """Raise unless `value` is one of `choices`."""
     if value not in choices:
         raise ValueError(f"{name}: expected one of {list(choices)}, got {value!r}")
+
+
+def check_non_negative(value: int, name: str) -> None:
+    """Raise unless `value` is an int >= 0 (0 = "no input channels" for the conv cells)."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name}: expected an int >= 0, got {value!r}")

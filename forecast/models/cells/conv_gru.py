@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from forecast.models.cells.checks import (
     check_dim,
+    check_non_negative,
     check_odd_kernel,
     check_positive,
     check_rank,
@@ -26,7 +27,8 @@ class ConvGRUCell(nn.Module):
     h_t = (1 - z)⊙n + z⊙h_{t-1}   (the lecture's z is torch's 1 - z).
 
     Args:
-        in_channels: channels C of the input x.
+        in_channels: channels C of the input x; 0 builds a cell with no input-to-state weights
+            (only x=None steps; the input bias b_x stays, it still enters every gate).
         hidden_channels: channels Ch of the state h.
         kernel_size: odd kernel size of both convolutions ('same' padding keeps H, W).
         reset_after: apply r after the state convolution (one conv per step) instead of before
@@ -37,7 +39,7 @@ class ConvGRUCell(nn.Module):
         self, in_channels: int, hidden_channels: int, kernel_size: int = 3, reset_after: bool = True
     ) -> None:
         super().__init__()
-        check_positive(in_channels, "in_channels")
+        check_non_negative(in_channels, "in_channels")
         check_positive(hidden_channels, "hidden_channels")
         check_odd_kernel(kernel_size)
         self.in_channels = in_channels
@@ -46,7 +48,11 @@ class ConvGRUCell(nn.Module):
         self.padding = kernel_size // 2
         self.reset_after = reset_after
         gates = 3 * hidden_channels
-        self.weight_x = nn.Parameter(torch.empty(gates, in_channels, kernel_size, kernel_size))
+        self.weight_x = (
+            nn.Parameter(torch.empty(gates, in_channels, kernel_size, kernel_size))
+            if in_channels
+            else None
+        )
         self.weight_h = nn.Parameter(torch.empty(gates, hidden_channels, kernel_size, kernel_size))
         self.bias_x = nn.Parameter(torch.zeros(gates))
         self.bias_h = nn.Parameter(torch.zeros(gates))
@@ -59,6 +65,8 @@ class ConvGRUCell(nn.Module):
             (self.weight_x, self.in_channels),
             (self.weight_h, self.hidden_channels),
         ):
+            if weight is None:
+                continue
             bound = 1 / math.sqrt(fan_in * k2)
             nn.init.uniform_(weight, -bound, bound)
         nn.init.zeros_(self.bias_x)
@@ -77,6 +85,11 @@ class ConvGRUCell(nn.Module):
         Returns:
             (B, T, 3*Ch, H, W) or (B, 3*Ch, H, W).
         """
+        if self.weight_x is None:
+            raise ValueError(
+                "project_input: this cell has in_channels=0 (no input weights); expected "
+                f"x=None steps, got x of shape {tuple(x.shape)}"
+            )
         fmt = (
             torch.channels_last
             if self.weight_h.is_contiguous(memory_format=torch.channels_last)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from forecast.models.cells.checks import (
     check_dim,
+    check_non_negative,
     check_odd_kernel,
     check_positive,
     check_rank,
@@ -32,7 +33,9 @@ class ConvLSTMCell(nn.Module):
     so the peephole weights here are per channel, shape (Ch, 1, 1), broadcast over space.
 
     Args:
-        in_channels: channels C of the input x.
+        in_channels: channels C of the input x; 0 builds a cell with no input-to-state weights
+            (a forecaster that only ever steps with x=None; unused weights would break DDP's
+            unused-parameter check).
         hidden_channels: channels Ch of the state h and C.
         kernel_size: odd kernel size of both convolutions ('same' padding keeps H, W).
         peephole: add the Hadamard terms w_c ⊙ C to the i, f (C_{t-1}) and o (C_t) gates.
@@ -48,7 +51,7 @@ class ConvLSTMCell(nn.Module):
         forget_bias: float = 1.0,
     ) -> None:
         super().__init__()
-        check_positive(in_channels, "in_channels")
+        check_non_negative(in_channels, "in_channels")
         check_positive(hidden_channels, "hidden_channels")
         check_odd_kernel(kernel_size)
         self.in_channels = in_channels
@@ -56,7 +59,11 @@ class ConvLSTMCell(nn.Module):
         self.kernel_size = kernel_size
         self.padding = kernel_size // 2
         gates = 4 * hidden_channels
-        self.weight_x = nn.Parameter(torch.empty(gates, in_channels, kernel_size, kernel_size))
+        self.weight_x = (
+            nn.Parameter(torch.empty(gates, in_channels, kernel_size, kernel_size))
+            if in_channels
+            else None
+        )
         self.weight_h = nn.Parameter(torch.empty(gates, hidden_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.empty(gates))
         # (3, Ch, 1, 1): peepholes of the i, f and o gates, one weight per channel.
@@ -71,11 +78,9 @@ class ConvLSTMCell(nn.Module):
     def reset_parameters(self, forget_bias: float = 1.0) -> None:
         """Uniform(±1/sqrt(fan_in)) weights as nn.Conv2d; zero bias except the forget gate."""
         k2 = self.kernel_size**2
-        nn.init.uniform_(
-            self.weight_x,
-            -1 / math.sqrt(self.in_channels * k2),
-            1 / math.sqrt(self.in_channels * k2),
-        )
+        if self.weight_x is not None:
+            bound_x = 1 / math.sqrt(self.in_channels * k2)
+            nn.init.uniform_(self.weight_x, -bound_x, bound_x)
         bound_h = 1 / math.sqrt(self.hidden_channels * k2)
         nn.init.uniform_(self.weight_h, -bound_h, bound_h)
         with torch.no_grad():
@@ -107,6 +112,11 @@ class ConvLSTMCell(nn.Module):
         Returns:
             (B, T, 4*Ch, H, W) or (B, 4*Ch, H, W): pre-activations to hand to `step`.
         """
+        if self.weight_x is None:
+            raise ValueError(
+                "project_input: this cell has in_channels=0 (no input weights); expected "
+                f"x=None steps, got x of shape {tuple(x.shape)}"
+            )
         if x.dim() == 4:
             check_dim(x, 1, self.in_channels, "input channels")
             x = x.contiguous(memory_format=self._memory_format())
