@@ -241,6 +241,11 @@ class PairedDataModule(SensorDataModule):
             }
         )
 
+    def bounds(self) -> dict[str, tuple[int, int]]:
+        """Split ranges on the common time axis of sensors and grid."""
+        _ = self.grid_dataset  # works out the common range first
+        return super().bounds()
+
     def fingerprint(self) -> str:
         """Data version of both stores."""
         return (
