@@ -21,7 +21,12 @@ from forecast.serving.pyfunc import model_metadata, unservable
 from forecast.tracking.mlflow import absolute_tracking_uri, flatten, git_commit
 from forecast.tracking.model_log import log_forecast_model
 from forecast.tracking.registry import client_for, register_if_finite
-from forecast.tracking.run_outputs import log_checkpoint, log_config, log_plots
+from forecast.tracking.run_outputs import (
+    input_gradients,
+    log_checkpoint,
+    log_config,
+    log_plots,
+)
 
 
 @dataclass
@@ -142,14 +147,16 @@ def _log_model(
     client = client_for(uri)
     log_config(client, run_id, OmegaConf.to_yaml(cfg, resolve=True))
     log_checkpoint(client, run_id, checkpoint)
-    log_plots(client, run_id, metrics, spec.horizon, _frames(dm, net) if spec.grid else None)
+    why = unservable(net, spec)  # also: the net needs more than x, so no gradient probe
+    frames = _frames(dm, net) if spec.grid and not why else None
+    grads = _input_gradients(dm, net) if not why else None
+    log_plots(client, run_id, metrics, spec.horizon, frames, grads)
 
     net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
     assert isinstance(net_cfg, dict)
     target = str(net_cfg.pop("_target_"))
     net_cfg.pop("_partial_", None)
     reg = cfg.get("registry") or {}
-    why = unservable(net, spec)
     if why:  # tracked, but no pyfunc: a request could not carry what the net reads
         client.set_tag(run_id, "serving/skipped", why)
         return None, None
@@ -191,6 +198,17 @@ def _frames(dm: Any, net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray, str]
     with torch.no_grad():
         pred = net(item["x"][None])[0]
     return item["y"][:, 0].numpy(), pred[:, 0].numpy(), str(dm.variables[0])
+
+
+def _input_gradients(dm: Any, net: torch.nn.Module) -> np.ndarray:
+    """Loss-gradient norm per context step over the first held-out windows."""
+    test = dm.datasets["test"]
+    items = [test[i] for i in range(min(4, len(test)))]
+    x = torch.stack([it["x"] for it in items])
+    y = torch.stack([it["y"] for it in items])
+    if "y_mask" in items[0]:  # filled targets are not observations
+        y = torch.where(torch.stack([it["y_mask"] for it in items]), y, torch.nan)
+    return input_gradients(net, x, y)
 
 
 def _raw_example(dm: Any, norm: Any, meta: dict[str, Any]) -> np.ndarray:

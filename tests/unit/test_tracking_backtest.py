@@ -106,3 +106,25 @@ def test_flatten_nested_config():
         "a.c.d": [1, 2],
         "e": "x",
     }
+
+
+def test_gradient_flow_reaches_only_the_steps_the_net_reads(tmp_path):
+    import torch
+
+    from forecast.tracking.plots import gradient_flow
+    from forecast.tracking.run_outputs import input_gradients
+
+    class LastTwo(torch.nn.Module):  # forecasts from the last two steps only
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor([0.3, 0.7]))
+
+        def forward(self, x):
+            return (self.w[0] * x[:, -2:-1] + self.w[1] * x[:, -1:]).expand(-1, 3, -1)
+
+    x = torch.randn(4, 6, 5, generator=torch.Generator().manual_seed(0))
+    y = torch.randn(4, 3, 5, generator=torch.Generator().manual_seed(1))
+    y[0, 0, 0] = float("nan")
+    g = input_gradients(LastTwo(), x, y)
+    assert g.shape == (6,) and np.all(g[:4] == 0) and np.all(g[4:] > 0)
+    assert gradient_flow(g, tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
