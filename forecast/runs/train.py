@@ -172,7 +172,9 @@ def _log_model(
     if not reg.get("register", False):
         return model_uri, None
     finite = all(bool(torch.isfinite(p).all()) for p in net.parameters())
-    version = register_if_finite(client, cfg.model_name, model_id, run_id, metrics, finite)
+    # validation metrics only: a held-out score such as CSI may be NaN (no events) legitimately
+    checked = {k: v for k, v in metrics.items() if k == cfg.monitor or k.startswith("val/")}
+    version = register_if_finite(client, cfg.model_name, model_id, run_id, checked, finite)
     if version is None or not reg.get("promote", False):
         return model_uri, None if version is None else str(version.version)
     values, truth, axis = data_arrays(dm)
