@@ -1,11 +1,12 @@
 """Cost of the task's manual optimisation against Lightning's automatic loop, same run, same net.
 
-Run: python -m benchmarks.task_step [--steps N] [--repeats N]
+Run: python -m benchmarks.task_step [--steps N] [--repeats N] [--hidden C] [--batch B]
 Claim checked: clipping, the non-finite checks and the per-step gradient-norm log inside
 ForecastTask (manual optimisation) cost little next to a plain automatic-optimisation
 LightningModule with Trainer(gradient_clip_val=1.0). Both train the default ConvLSTMForecaster
-(hidden [32, 32], patch 2) on 32x32 frames, batch 16, 12 -> 6 steps, for N steps per repeat;
-variants are interleaved per repeat so machine load falls on both alike. The last line is JSON.
+(hidden [32, 32], patch 2; --hidden/--batch shrink it) on 32x32 frames, batch 16, 12 -> 6
+steps, for N steps per repeat; variants are interleaved per repeat so machine load falls on
+both alike. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ class AutoTask(L.LightningModule):
         return torch.optim.AdamW(self.parameters(), lr=2e-3, weight_decay=0.01)
 
 
-def make_net() -> ConvLSTMForecaster:
-    """The default net, seeded."""
+def make_net(hidden: int) -> ConvLSTMForecaster:
+    """The default net (two layers of ``hidden`` channels, patch 2), seeded."""
     torch.manual_seed(0)
-    return ConvLSTMForecaster(1, horizon=6, hidden_channels=[32, 32], patch=2)
+    return ConvLSTMForecaster(1, horizon=6, hidden_channels=[hidden, hidden], patch=2)
 
 
 def fit_seconds(module: L.LightningModule, data: list[dict[str, torch.Tensor]], **kw: Any) -> float:
@@ -65,12 +66,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    # smaller nets make the fixed per-step overhead of the task look larger (a harsher test)
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
     g = torch.Generator().manual_seed(0)
     data = [
         {
-            "x": torch.randn(16, 12, 1, 32, 32, generator=g),
-            "y": torch.randn(16, 6, 1, 32, 32, generator=g),
+            "x": torch.randn(args.batch, 12, 1, 32, 32, generator=g),
+            "y": torch.randn(args.batch, 6, 1, 32, 32, generator=g),
         }
         for _ in range(args.steps)
     ]
@@ -78,13 +82,16 @@ def main() -> None:
     times: dict[str, list[float]] = {"auto (reference)": [], "ForecastTask manual": []}
     for _ in range(args.repeats):
         times["auto (reference)"].append(
-            fit_seconds(AutoTask(make_net()), data, gradient_clip_val=1.0)
+            fit_seconds(AutoTask(make_net(args.hidden)), data, gradient_clip_val=1.0)
         )
-        task = ForecastTask(make_net(), opt, clip_mode="norm", clip_value=1.0)
+        task = ForecastTask(make_net(args.hidden), opt, clip_mode="norm", clip_value=1.0)
         times["ForecastTask manual"].append(fit_seconds(task, data))
     med = {k: statistics.median(v) for k, v in times.items()}
     ref = med["auto (reference)"]
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, steps {args.steps}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, steps {args.steps}, "
+        f"hidden {args.hidden}, batch {args.batch}"
+    )
     print(f"{'variant':<22}{'s/step':>10}{'ratio':>8}")
     for k, v in med.items():
         print(f"{k:<22}{v:>10.4f}{v / ref:>8.3f}")
