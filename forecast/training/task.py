@@ -181,11 +181,16 @@ class ForecastTask(L.LightningModule):
     def _sequence_pairs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
         """Per-step (inputs, targets, mask) for TBPTT.
 
-        Synced labelling (``y`` as long as ``x``): inputs ``x``, targets ``y``. Otherwise
+        Synced labelling (a cross-entropy task): inputs ``x``, per-step labels ``y``. Otherwise
         one-step-ahead over the whole window: inputs ``[x, y][:-1]``, targets ``[x, y][1:]``.
         """
         x, y = batch["x"], batch["y"]
-        if y.shape[:2] == x.shape[:2]:
+        if self.classify:
+            if y.shape[:2] != x.shape[:2]:
+                raise ValueError(
+                    "truncated BPTT labelling needs one label per input step, got x "
+                    f"{tuple(x.shape)} and labels {tuple(y.shape)}"
+                )
             return x, y, batch.get("y_mask")
         if x.shape[2:] != y.shape[2:]:
             raise ValueError(

@@ -9,7 +9,7 @@ from forecast.models.heads import DirectHead
 from forecast.models.recurrent import StackedRecurrent
 from forecast.models.sequence import SequenceForecaster
 from forecast.models.step_rnn import StepRNN
-from forecast.training.losses import MaskedMSE
+from forecast.training.losses import MaskedCE, MaskedMSE
 from forecast.training.task import ForecastTask
 from forecast.training.tbptt import check_tbptt, truncated_bptt
 
@@ -82,3 +82,24 @@ def test_task_trains_one_step_ahead_with_tbptt():
     trainer.fit(task, train_dataloaders=DataLoader(data, batch_size=None))
     # 11 one-step-ahead pairs per window -> chunks of 4: 3 optimiser steps per batch
     assert trainer.global_step == 6
+
+
+def test_task_labels_every_step_with_tbptt():
+    torch.manual_seed(0)
+    net = StepRNN(in_channels=2, horizon=1, hidden_size=6, n_classes=3)
+    g = torch.Generator().manual_seed(0)
+    data = [
+        {"x": torch.randn(4, 10, 2, generator=g), "y": torch.randint(0, 3, (4, 10), generator=g)}
+        for _ in range(2)
+    ]
+    task = ForecastTask(net, partial(torch.optim.SGD, lr=0.01), loss=MaskedCE(3), tbptt_k1=5)
+    trainer = L.Trainer(
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(task, train_dataloaders=DataLoader(data, batch_size=None))
+    assert trainer.global_step == 4  # 10 labelled steps in chunks of 5, two batches
