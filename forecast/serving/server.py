@@ -128,7 +128,9 @@ def preflight(model_uri: str, tracking_uri: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m forecast.serving.server MODEL_URI [--port P] [--workers N]``: check, then serve.
+    """``python -m forecast.serving.server MODEL_URI [--port P] [--workers N] [--threads T]``.
+
+    Checks the store and the model reference, then serves on 127.0.0.1.
 
     The tracking store comes from ``MLFLOW_TRACKING_URI`` (default: the project's sqlite file).
     """
@@ -141,6 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("model_uri")
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads per worker")
     args = p.parse_args(argv)
     uri = absolute_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
     try:
@@ -149,10 +152,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     print(f"serving {args.model_uri} (version {version}) on http://127.0.0.1:{args.port}")
-    proc = start_server(args.model_uri, args.port, uri, workers=args.workers)
+    proc = start_server(args.model_uri, args.port, uri, workers=args.workers, threads=args.threads)
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    # the server has its own process group: take it down with us on Ctrl-C or a TERM
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
     try:
         sys.exit(proc.wait())
-    except KeyboardInterrupt:
+    finally:
         stop_server(proc)
 
 
