@@ -1,8 +1,10 @@
 """Random-window read throughput of the data layer, against xbatcher and in-memory slicing.
 
 Run: ``python -m benchmarks.loader [--quick]``. Writes its stores under a temporary folder:
-a Zarr v3 store (time-chunked, whole grid per chunk) and a contiguous NetCDF file with the same
-field. For each, random windows of ``context + horizon`` steps over the whole grid are read through
+a Zarr v3 store (time-chunked, whole grid per chunk, zstd: zarr's default), the same store
+uncompressed, and a contiguous NetCDF file with the same field (random normal values: compression
+gains nothing on them). For each, random windows of ``context + horizon`` steps over the whole grid
+are read through
 
 - ``GridWindows`` on a lazy ``FrameReader`` (the data layer's per-window path, no dask),
 - xbatcher's ``BatchGenerator`` on the same store and window shape (store opened lazily without
@@ -39,7 +41,9 @@ CONTEXT, HORIZON = 12, 6
 ROUNDS = 5
 
 
-def _store(folder: Path, n_times: int, n_lat: int, n_lon: int, seed: int = 0) -> dict[str, Path]:
+def _store(
+    folder: Path, n_times: int, n_lat: int, n_lon: int, seed: int = 0, zarr: bool = True
+) -> dict[str, Path]:
     rng = np.random.default_rng(seed)
     field = rng.standard_normal((n_times, n_lat, n_lon), dtype=np.float32)
     ds = xr.Dataset(
@@ -50,11 +54,20 @@ def _store(folder: Path, n_times: int, n_lat: int, n_lon: int, seed: int = 0) ->
             "lon": np.linspace(230, 300, n_lon),
         },
     )
-    zarr_path, nc_path = folder / "bench.zarr", folder / "bench.nc"
+    folder.mkdir(parents=True, exist_ok=True)
+    nc_path = folder / "bench.nc"
+    ds.to_netcdf(nc_path, engine="h5netcdf")  # contiguous: a window is one seek + one read
+    if not zarr:
+        return {"netcdf": nc_path}
+    zarr_path = folder / "bench.zarr"
     # chunks of one window length along time, whole grid: a window touches at most 2 chunks
     ds.chunk({"time": CONTEXT + HORIZON}).to_zarr(zarr_path, zarr_format=3, consolidated=False)
-    ds.to_netcdf(nc_path, engine="h5netcdf")  # contiguous: a window is one seek + one read
-    return {"zarr": zarr_path, "netcdf": nc_path}
+    # the same chunks without compression: what a store chosen for window reads can look like
+    raw_path = folder / "bench_raw.zarr"
+    ds.chunk({"time": CONTEXT + HORIZON}).to_zarr(
+        raw_path, zarr_format=3, consolidated=False, encoding={"field": {"compressors": None}}
+    )
+    return {"zarr": zarr_path, "zarr_raw": raw_path, "netcdf": nc_path}
 
 
 def _best_rates(readers: dict[str, tuple[Callable[[int], object], int]], rounds: int) -> dict:
@@ -159,7 +172,7 @@ def _rss_child(path: str, budget_mb: float, n: int) -> None:
 def _rss(folder: Path, budget_mb: float, quick: bool) -> dict[str, float]:
     side = 128
     n_times = int(4 * budget_mb * 2**20 / (4 * side * side)) + 1  # 4x the budget as float32
-    path = _store(folder / "big", n_times, side, side, seed=1)["netcdf"]
+    path = _store(folder / "big", n_times, side, side, seed=1, zarr=False)["netcdf"]
     store_mb = path.stat().st_size / 2**20
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.loader", "--rss-child", str(path), str(budget_mb),
