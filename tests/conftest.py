@@ -28,6 +28,12 @@ def compose_train(overrides: list[str]) -> DictConfig:
 
 
 @pytest.fixture
+def compose_cfg() -> object:
+    """The :func:`compose_train` function, for tests that compose their own overrides."""
+    return compose_train
+
+
+@pytest.fixture
 def train_cfg(tmp_path: Path) -> DictConfig:
     """A fast training config writing everything under ``tmp_path`` with no tracking."""
     cfg = compose_train(["trainer=smoke", "logger=none", *SMALL_DATA])

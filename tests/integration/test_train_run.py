@@ -31,11 +31,9 @@ def test_same_config_gives_same_metrics(train_cfg, tmp_path):
     assert first == second
 
 
-def test_tracked_run_has_metrics_config_and_a_loadable_model(train_cfg, tmp_path):
+def test_tracked_run_has_metrics_config_and_a_loadable_model(train_cfg, compose_cfg, tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    from tests.conftest import compose_train
-
-    cfg = compose_train(["trainer=smoke", "logger=mlflow", f"logger.tracking_uri={uri}"])
+    cfg = compose_cfg(["trainer=smoke", "logger=mlflow", f"logger.tracking_uri={uri}"])
     with open_dict(cfg):
         cfg.data = train_cfg.data
         cfg.paths = train_cfg.paths
