@@ -1,6 +1,7 @@
 """Training-step time of the recurrent family against references measured in the same run.
 
-Run: python -m benchmarks.cells [--repeats N] [--conv-repeats N] [--skip-conv]
+Run: python -m benchmarks.cells [--repeats N] [--conv-repeats N] [--skip-conv] [--skip-vector]
+[--threads N]
 Prints a table per part and, as the very last line, one JSON object with every figure.
 
 Part 1: 2-layer bidirectional stacks, hidden 128, input 7, length 96, batch 32; ratio to
@@ -147,14 +148,13 @@ def bench_conv(device: torch.device, repeats: int) -> dict[str, float]:
             cell.weight_x.copy_(textbook.conv_x[layer].weight)
             cell.weight_h.copy_(textbook.conv_h[layer].weight)
             cell.bias.copy_(textbook.conv_x[layer].bias)
-    ours_cl = ConvRecurrentStack(c_in, hidden, k).to(device)
+    ours_cl = ConvRecurrentStack(c_in, hidden, k, channels_last=True).to(device)
     ours_cl.load_state_dict(ours.state_dict())
-    ours_cl.to(memory_format=torch.channels_last)
     with torch.no_grad():
         ref = textbook(x)
         fp32_err = ((ours(x)[0] - ref).norm() / ref.norm()).item()
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            bf16_out = ours_cl(x)[0]
+            bf16_out = ours(x)[0]
         bf16_err = ((bf16_out.float() - ref).norm() / ref.norm()).item()
 
     def autocast_bf16(fn: Callable[[], Tensor]) -> Callable[[], Tensor]:
@@ -166,9 +166,12 @@ def bench_conv(device: torch.device, repeats: int) -> dict[str, float]:
 
     steps = {
         "textbook ConvLSTM fp32 (reference)": train_step(textbook, lambda: textbook(x)),
-        "ConvRecurrentStack fp32": train_step(ours, lambda: ours(x)[0]),
+        "ConvRecurrentStack fp32 NCHW": train_step(ours, lambda: ours(x)[0]),
         "ConvRecurrentStack fp32 channels_last": train_step(ours_cl, lambda: ours_cl(x)[0]),
-        "ConvRecurrentStack bf16 autocast channels_last": train_step(
+        "ConvRecurrentStack bf16 autocast, C fp32": train_step(
+            ours, autocast_bf16(lambda: ours(x)[0])
+        ),
+        "ConvRecurrentStack bf16 autocast channels_last, C fp32": train_step(
             ours_cl, autocast_bf16(lambda: ours_cl(x)[0])
         ),
         "textbook ConvLSTM bf16 autocast": train_step(textbook, autocast_bf16(lambda: textbook(x))),
@@ -188,19 +191,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--conv-repeats", type=int, default=3)
     parser.add_argument("--skip-conv", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="intra-op threads for this run (0: torch default)"
+    )
+    parser.add_argument("--skip-vector", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # this benchmark process only
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     result: dict[str, object] = {"device": str(device)}
 
-    vec = bench_vector(device, args.repeats)
-    ref = vec["torch.nn.LSTM (reference)"]
-    print("\n2-layer bidirectional, hidden 128, input 7, length 96, batch 32 (train step)")
-    print(f"{'variant':42s} {'median ms':>10s} {'x torch.nn.LSTM':>16s}")
-    for name, sec in vec.items():
-        print(f"{name:42s} {sec * 1e3:10.1f} {sec / ref:16.2f}")
-    result["vector_ms"] = {k: round(v * 1e3, 2) for k, v in vec.items()}
-    result["vector_ratio"] = {k: round(v / ref, 3) for k, v in vec.items()}
+    result["threads"] = torch.get_num_threads()
+    if not args.skip_vector:
+        vec = bench_vector(device, args.repeats)
+        ref = vec["torch.nn.LSTM (reference)"]
+        print("\n2-layer bidirectional, hidden 128, input 7, length 96, batch 32 (train step)")
+        print(f"{'variant':42s} {'median ms':>10s} {'x torch.nn.LSTM':>16s}")
+        for name, sec in vec.items():
+            print(f"{name:42s} {sec * 1e3:10.1f} {sec / ref:16.2f}")
+        result["vector_ms"] = {k: round(v * 1e3, 2) for k, v in vec.items()}
+        result["vector_ratio"] = {k: round(v / ref, 3) for k, v in vec.items()}
 
     if not args.skip_conv:
         conv = bench_conv(device, args.conv_repeats)
@@ -210,10 +221,10 @@ def main() -> None:
             f"\nConvLSTM 4x128, 5x5, 16x16, {conv['frames']} frames, batch {conv['batch']} "
             f"(train step; gate convs {gflop:.0f} GFLOP)"
         )
-        print(f"{'variant':48s} {'median s':>9s} {'x textbook':>11s} {'GFLOP/s':>9s}")
+        print(f"{'variant':56s} {'median s':>9s} {'x textbook':>11s} {'GFLOP/s':>9s}")
         timed = {k: v for k, v in conv.items() if "ConvLSTM" in k or "Stack" in k}
         for name, sec in timed.items():
-            print(f"{name:48s} {sec:9.3f} {sec / cref:11.2f} {gflop / sec:9.0f}")
+            print(f"{name:56s} {sec:9.3f} {sec / cref:11.2f} {gflop / sec:9.0f}")
         print(
             f"relative error fp32 vs textbook: {conv['fp32_rel_error_vs_textbook']:.2e}; "
             f"bf16 vs fp32: {conv['bf16_rel_error_vs_fp32']:.2e}"

@@ -35,6 +35,9 @@ class ConvRecurrentStack(nn.Module):
         peephole: ConvLSTM peepholes (per-channel Hadamard terms); only with cell="lstm".
         norm_groups: groups of the GroupNorm between layers; 0 turns it off.
         forget_bias: initial forget-gate bias of the ConvLSTM cells.
+        channels_last: store the convolution weights NHWC, so that the cells run their
+            convolutions NHWC (the tensor-core layout on GPU). Off by default: on this CPU
+            (2 shared cores, no AMX) it measured 4-26% slower in fp32 and no faster in bf16.
     """
 
     def __init__(
@@ -46,6 +49,7 @@ class ConvRecurrentStack(nn.Module):
         peephole: bool = False,
         norm_groups: int = 0,
         forget_bias: float = 1.0,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         check_choice(cell, ("lstm", "gru"), "cell")
@@ -77,6 +81,8 @@ class ConvRecurrentStack(nn.Module):
                 )
             norms.append(nn.GroupNorm(norm_groups, c_h) if norm_groups else nn.Identity())
         self.norms = nn.ModuleList(norms)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     @property
     def out_channels(self) -> int:

@@ -144,7 +144,9 @@ class ConvLSTMCell(nn.Module):
             state: (h, C), each (B, Ch, H, W); None means zeros (the h convolution is skipped).
 
         Returns:
-            h_t (B, Ch, H, W) and the new state (h_t, C_t).
+            h_t (B, Ch, H, W) and the new state (h_t, C_t). Under autocast, h_t comes in the
+            convolutions' dtype (bf16) and C_t in the weights' dtype (fp32): the cell state
+            accumulates over every step, and rounding it to bf16's 8 bits each step would drift.
         """
         if state is None:
             if xp is None:
@@ -163,14 +165,13 @@ class ConvLSTMCell(nn.Module):
             i = i + self.weight_c[0] * c_prev
             f = f + self.weight_c[1] * c_prev
         g = torch.tanh(g)
-        c = (
-            torch.sigmoid(i) * g
-            if c_prev is None
-            else torch.sigmoid(f) * c_prev + torch.sigmoid(i) * g
-        )
+        if c_prev is None:
+            c = (torch.sigmoid(i) * g).to(self.weight_h.dtype)
+        else:  # a bf16 gate times an fp32 C_{t-1} gives an fp32 C_t
+            c = torch.addcmul(torch.sigmoid(f) * c_prev, torch.sigmoid(i), g)
         if self.weight_c is not None:
             o = o + self.weight_c[2] * c
-        h = torch.sigmoid(o) * torch.tanh(c)
+        h = (torch.sigmoid(o) * torch.tanh(c)).to(gates.dtype)
         return h, (h, c)
 
     def forward(
