@@ -1,4 +1,10 @@
-"""Start and stop a local ``mlflow models serve`` process (tests, benchmarks, smoke checks)."""
+"""The model server CLI and helpers to start and stop a local server process (tests, benchmarks).
+
+``python -m forecast.serving.server MODEL_URI`` serves MLflow's own scoring app (same protocol as
+``mlflow models serve``) under uvicorn on 127.0.0.1, with a request byte cap and clean 400
+messages (:mod:`forecast.serving.app`). ``mlflow models serve --env-manager local`` still works
+for the same model, without the cap.
+"""
 
 from __future__ import annotations
 
@@ -26,11 +32,13 @@ def start_server(
     log_path: str | Path | None = None,
     workers: int = 1,
     threads: int | None = None,
+    server: str = "forecast",
+    max_body_bytes: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Run ``mlflow models serve -m model_uri --env-manager local`` on 127.0.0.1 only.
+    """Start a model server process on 127.0.0.1 only.
 
     The server runs in its own process group so :func:`stop_server` ends it and its uvicorn
-    child together, by PID. The venv's ``bin`` goes first on PATH: mlflow execs ``uvicorn``.
+    children together, by PID. The venv's ``bin`` goes first on PATH: mlflow execs ``uvicorn``.
 
     Args:
         model_uri: e.g. ``models:/forecast-synthetic@champion``.
@@ -39,20 +47,36 @@ def start_server(
         log_path: where the server's output goes (default: discarded).
         workers: uvicorn worker processes.
         threads: intra-op threads per worker (OMP/MKL; torch reads them at start), or the default.
+        server: ``"forecast"`` (this module's CLI: byte cap, clean messages) or ``"mlflow"``
+            (``mlflow models serve --env-manager local``).
+        max_body_bytes: the request byte cap of the ``"forecast"`` server (default: from the
+            model's metadata, see :func:`forecast.serving.app.default_max_bytes`).
 
     Returns:
         The server process.
     """
+    if server not in ("forecast", "mlflow"):
+        raise ValueError(f"server must be 'forecast' or 'mlflow', got {server!r}")
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     if tracking_uri:
         env["MLFLOW_TRACKING_URI"] = tracking_uri
     if threads:
         env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
-    cmd = [
-        sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
-        "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", str(workers),
-    ]  # fmt: skip
+    if server == "mlflow":
+        cmd = [
+            sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", str(workers),
+        ]  # fmt: skip
+    else:
+        cmd = [
+            sys.executable, "-m", "forecast.serving.server", model_uri,
+            "--port", str(port), "--workers", str(workers),
+        ]  # fmt: skip
+        if threads:
+            cmd += ["--threads", str(threads)]
+        if max_body_bytes:
+            cmd += ["--max-body-bytes", str(max_body_bytes)]
     out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 (child owns it)
     return subprocess.Popen(
         cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -128,15 +152,19 @@ def preflight(model_uri: str, tracking_uri: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m forecast.serving.server MODEL_URI [--port P] [--workers N] [--threads T]``.
+    """Serve a registered model: ``python -m forecast.serving.server MODEL_URI [options]``.
 
-    Checks the store and the model reference, then serves on 127.0.0.1.
+    Options: ``--port P --workers N --threads T --max-body-bytes B``. Checks the store and the
+    model reference, downloads the model once, then serves MLflow's scoring app with the byte
+    cap under uvicorn on 127.0.0.1. SIGTERM/SIGINT stop uvicorn
+    gracefully (and its workers with it).
 
     The tracking store comes from ``MLFLOW_TRACKING_URI`` (default: the project's sqlite file).
     """
     import argparse
 
     from forecast.errors import ForecastError
+    from forecast.serving.app import ENV_MAX_BYTES, ENV_MODEL
     from forecast.tracking.mlflow import absolute_tracking_uri
 
     p = argparse.ArgumentParser(description=main.__doc__)
@@ -144,26 +172,43 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=5000)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--threads", type=int, default=None, help="intra-op threads per worker")
+    p.add_argument(
+        "--max-body-bytes", type=int, default=None,
+        help="request byte cap (default: max_samples full samples as JSON)",
+    )  # fmt: skip
     args = p.parse_args(argv)
+    if args.max_body_bytes is not None and args.max_body_bytes <= 0:
+        p.error(f"--max-body-bytes must be a positive byte count, got {args.max_body_bytes}")
     uri = absolute_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
     try:
         version = preflight(args.model_uri, uri)
     except ForecastError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(f"serving {args.model_uri} (version {version}) on http://127.0.0.1:{args.port}")
-    proc = start_server(args.model_uri, args.port, uri, workers=args.workers, threads=args.threads)
+    if args.threads:  # workers are forked/spawned after this: they inherit it
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+    import mlflow
+    import uvicorn
 
-    def leave(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    local = mlflow.artifacts.download_artifacts(artifact_uri=args.model_uri, tracking_uri=uri)
+    os.environ[ENV_MODEL] = local
+    if args.max_body_bytes:
+        os.environ[ENV_MAX_BYTES] = str(args.max_body_bytes)
+    if args.threads:
+        import torch
 
-    # the server has its own process group: take it down with us on Ctrl-C or a TERM
-    signal.signal(signal.SIGTERM, leave)
-    signal.signal(signal.SIGINT, leave)
-    try:
-        sys.exit(proc.wait())
-    finally:
-        stop_server(proc)
+        torch.set_num_threads(args.threads)  # this process is the worker when --workers 1
+    where = f"http://127.0.0.1:{args.port}"
+    print(f"serving {args.model_uri} (version {version}) on {where}", flush=True)
+    uvicorn.run(
+        "forecast.serving.app:create_app",
+        factory=True,
+        host="127.0.0.1",
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,204 @@
+"""MLflow's own scoring app behind two small ASGI guards: a request byte cap and clean 4xx messages.
+
+The protocol stays MLflow's (``/invocations``, ``/ping``, ``/health``, ``/version``; same JSON
+bodies), so clients written for ``mlflow models serve`` work unchanged. What is added:
+
+- :class:`BodyLimit`: a body over ``max_bytes`` gets HTTP 413 with a JSON message before MLflow
+  parses anything. ``Content-Length`` is checked first; a chunked body is counted while it streams
+  and refused as soon as it passes the cap (MLflow reads the whole body into memory, uncapped).
+- :class:`CleanErrors`: MLflow prefixes a model's own 400 message with
+  ``Failed to predict data '<summarised array>'``; the prefix is cut so the client reads only what
+  was expected. Any other body passes through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+
+# bytes per number in the JSON body: a float32 as Python writes it ("-0.30000001192092896, ")
+BYTES_PER_VALUE = 24
+# room for the envelope ({"inputs": ..., "params": ...}) and brackets of small requests
+ENVELOPE_BYTES = 64 * 1024
+MLFLOW_PREFIX = "Failed to predict data '"
+MLFLOW_SEPARATOR = "\nError: "
+# environment of a uvicorn worker (the factory reads its settings from there, as MLflow's app does)
+ENV_MODEL = "FORECAST_SERVING_MODEL"
+ENV_MAX_BYTES = "FORECAST_SERVING_MAX_BYTES"
+
+
+def default_max_bytes(metadata: dict[str, Any]) -> int:
+    """A byte cap that admits ``max_samples`` full samples written as JSON, and not much more.
+
+    Args:
+        metadata: the pyfunc's metadata (``sample_shape``, ``max_samples``).
+
+    Returns:
+        ``max_samples * prod(sample_shape) * 24 + 64 KiB``.
+    """
+    values = int(metadata["max_samples"]) * math.prod(int(s) for s in metadata["sample_shape"])
+    return values * BYTES_PER_VALUE + ENVELOPE_BYTES
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, str]) -> None:
+    body = json.dumps(payload).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 for a request body over ``max_bytes``, else pass it on whole.
+
+    The body is read here (it would be read whole by MLflow anyway) and replayed to the inner app
+    as one message, so a chunked body over the cap is refused before the app sees any of it.
+
+    Args:
+        app: the inner ASGI app.
+        max_bytes: the largest accepted body, in bytes (> 0).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        if max_bytes <= 0:
+            raise ValueError(f"max_bytes must be a positive number of bytes, got {max_bytes}")
+        self.app, self.max_bytes = app, int(max_bytes)
+
+    def _too_large(self, size: str) -> dict[str, str]:
+        return {
+            "error_code": "INVALID_PARAMETER_VALUE",
+            "message": f"request body is {size}, over the server's cap of {self.max_bytes} "
+            "bytes; send fewer samples per request",
+        }
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        """Check the declared length, then count the streamed body; replay it under the cap."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                length = int(declared)
+            except ValueError:
+                length = -1
+            if length < 0:
+                message = f"Content-Length must be a byte count, got {declared[:40]!r}"
+                await _send_json(send, 400, {"error_code": "BAD_REQUEST", "message": message})
+                return
+            if length > self.max_bytes:  # refused before a byte of the body is read
+                await _send_json(send, 413, self._too_large(f"{length} bytes"))
+                return
+        chunks, total = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            total += len(chunk)
+            if total > self.max_bytes:  # chunked: stop reading at the cap
+                await _send_json(send, 413, self._too_large(f"over {total - len(chunk)} bytes"))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:  # later reads wait for the client's disconnect, as uvicorn's would
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def clean_message(message: str) -> str:
+    """Cut MLflow's ``Failed to predict data '<array>'. <newline>Error: `` prefix off a message."""
+    if message.startswith(MLFLOW_PREFIX) and MLFLOW_SEPARATOR in message:
+        return message.split(MLFLOW_SEPARATOR, 1)[1]
+    return message
+
+
+class CleanErrors:
+    """ASGI middleware: strip MLflow's input summary from 4xx JSON messages of ``/invocations``.
+
+    Only 4xx answers with a JSON body are buffered and rewritten (``message`` only; every other
+    key and the status stay); successful answers stream through untouched.
+
+    Args:
+        app: the inner ASGI app (MLflow's scoring app).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        """Pass through, holding back a 4xx JSON answer until its body can be rewritten."""
+        if scope["type"] != "http" or scope.get("path") != "/invocations":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        parts: list[bytes] = []
+
+        async def rewrite(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers") or [])
+                if 400 <= message["status"] < 500 and b"json" in headers.get(b"content-type", b""):
+                    start = message
+                    return
+            if start is None:
+                await send(message)
+                return
+            parts.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            body = b"".join(parts)
+            try:
+                payload = json.loads(body)
+                payload["message"] = clean_message(str(payload["message"]))
+                body = json.dumps(payload).encode()
+            except (ValueError, KeyError, TypeError):
+                pass  # not MLflow's error JSON: send it as it came
+            headers = [(k, v) for k, v in start.get("headers", []) if k != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+
+        await self.app(scope, receive, rewrite)
+
+
+def guard(app: ASGIApp, max_bytes: int) -> ASGIApp:
+    """Wrap MLflow's scoring app: byte cap outermost, then the message cleanup."""
+    return BodyLimit(CleanErrors(app), max_bytes)
+
+
+def create_app() -> ASGIApp:
+    """Uvicorn factory: load the pyfunc at ``$FORECAST_SERVING_MODEL`` and serve it guarded.
+
+    ``$FORECAST_SERVING_MAX_BYTES`` sets the cap (default: :func:`default_max_bytes`). Settings
+    travel in the environment so that every uvicorn worker process builds the same app.
+    """
+    import mlflow.pyfunc
+    from mlflow.pyfunc import scoring_server
+
+    model = mlflow.pyfunc.load_model(os.environ[ENV_MODEL])
+    cap = os.environ.get(ENV_MAX_BYTES)
+    if cap:
+        max_bytes = int(cap)
+    else:
+        metadata = getattr(model.unwrap_python_model(), "metadata", None)
+        if not metadata:
+            raise ValueError(f"{ENV_MAX_BYTES} is needed for a model without forecast metadata")
+        max_bytes = default_max_bytes(metadata)
+    return guard(scoring_server.init(model), max_bytes)
