@@ -262,7 +262,7 @@ class StackedRecurrent(nn.Module):
         # The backward direction reads its inputs reversed in time, so step s of the shared loop
         # is t = s forward and t = T-1-s backward.
         xps = [cell.project_input(seq) for cell in cells]  # D x (T, B, G*H)
-        xp = torch.stack([xps[0], *(p.flip(0) for p in xps[1:])])  # (D, T, B, G*H)
+        xp = torch.stack([xps[0], *(p.flip(0) for p in xps[1:])], dim=1)  # (T, D, B, G*H)
         if state is None:
             h0 = c0 = seq.new_zeros(len(cells), batch, self.hidden_size)
         else:
@@ -271,7 +271,7 @@ class StackedRecurrent(nn.Module):
         if cells[0].weight_c is not None:
             weight_c = torch.stack([cell.weight_c for cell in cells])  # (D, G-1, H)
         hs, c_last = lstm_scan_directions(
-            xp,
+            xp.transpose(0, 1),  # (D, T, B, G*H), time-major in memory
             h0,
             c0,
             torch.stack([cell.weight_hh for cell in cells]),  # (D, G*H, H)

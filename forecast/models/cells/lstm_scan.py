@@ -95,7 +95,11 @@ class _LSTMScan(torch.autograd.Function):
         # projection and of W_h lets one sigmoid cover i, f and g (and o without peepholes).
         scale = xp.new_ones(gh)
         scale[a : a + hid] = 2.0
-        act = xp * scale  # (D, T, B, G*H): pre-activations, then activated gates in place
+        # (D, T, B, G*H) pre-activations, then activated gates in place. Stored time-major so
+        # that act[:, s] is contiguous: baddbmm_ into a strided batch falls back to one addmm_
+        # per direction, i.e. one more threaded call per step.
+        act = xp.new_empty(t_len, n_dir, batch, gh).transpose(0, 1)
+        torch.mul(xp, scale, out=act)
         w_t = (weight_hh * scale[:, None]).transpose(1, 2).contiguous()  # (D, H, G*H)
         hs = xp.new_empty(n_dir, t_len + 1, batch, hid)  # h_{s-1} at s, h_s at s+1
         cs = xp.new_empty(n_dir, t_len + 1, batch, hid)
@@ -140,8 +144,9 @@ class _LSTMScan(torch.autograd.Function):
         hid = hs.shape[-1]
         k = (2 if coupled else 3) * hid  # width of the blocks driven by dc: (f, g) or (i, f, g)
         pa, bc, fc = _gate_factors(act, cs, tcs, weight_c, coupled)
-        d_hs = d_hs.clone(memory_format=torch.contiguous_format)  # accumulated in place
-        dgates = torch.empty_like(act)
+        # Accumulated in place by baddbmm_, so stored time-major (see forward).
+        d_hs = d_hs.transpose(0, 1).contiguous().transpose(0, 1)  # (D, T+1, B, H)
+        dgates = act.new_empty(act.shape)  # (D, T, B, G*H) D-major: dW is one bmm, no copy
         dc = d_c_last.contiguous()
         for s in range(t_len - 1, -1, -1):
             dh = d_hs[:, s + 1]
@@ -182,7 +187,8 @@ def lstm_scan_directions(
     """Run D independent LSTM directions in one time loop over time-major input projections.
 
     Step s of direction d reads xp[d, s]; a backward direction is run by reversing its inputs in
-    time before the call (and its outputs after it).
+    time before the call (and its outputs after it). Any memory layout of xp works; a time-major
+    one (a (T, D, ...) buffer seen through `.transpose(0, 1)`) saves a copy.
 
     Args:
         xp: (D, T, B, G*H) pre-activations W_x x + b, gate blocks (i, f, g, o), or (f, g, o)
@@ -209,7 +215,7 @@ def lstm_scan_directions(
         check_shape(weight_c, (n_dir, n_gates - 1, hid), "weight_c")
     if t_len == 0:
         raise ValueError(f"xp: expected at least one time step, got shape {tuple(xp.shape)}")
-    return _LSTMScan.apply(xp.contiguous(), h0, c0, weight_hh.contiguous(), weight_c, coupled)
+    return _LSTMScan.apply(xp, h0, c0, weight_hh.contiguous(), weight_c, coupled)
 
 
 def lstm_scan(
