@@ -41,7 +41,7 @@ class _Direct:
     def make(
         cls, backend: Any, name: str, encoding: dict[str, Any], crop: tuple[slice, ...]
     ) -> _Direct | None:
-        if backend is None:
+        if backend is None or "_Unsigned" in encoding:  # rarer CF encodings: xarray decodes
             return None
         try:
             array = backend(name)
