@@ -92,6 +92,7 @@ class GridDataModule(WindowDataModule):
             variables=tuple(self.variables),
             targets=tuple(self.variables),
             calendar_features=len(CALENDAR_FEATURES) if self.calendar else 0,
+            full_grid=self._grid() if self.patch else None,
         )
 
     def fingerprint(self) -> str:

@@ -22,6 +22,9 @@ class DataSpec:
         grid_channels: ``C_g`` of the paired ``grid (B, T, C_g, H, W)`` entry, else None.
         sensor_cells: paired data: each sensor's ``(row, col)`` in the grid, nearest cell.
         sensor_coords: each sensor's ``(lat, lon)`` (or ``(y, x)``) when known.
+        full_grid: ``(H, W)`` of the whole (cropped) grid when samples are spatial patches
+            (``grid`` is then the patch the net reads); None when samples are the whole grid.
+            Serving and batch forecasts read the whole grid.
     """
 
     in_channels: int
@@ -36,3 +39,4 @@ class DataSpec:
     grid_channels: int | None = None
     sensor_cells: tuple[tuple[int, int], ...] | None = None
     sensor_coords: tuple[tuple[float, float], ...] | None = None
+    full_grid: tuple[int, int] | None = None

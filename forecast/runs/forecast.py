@@ -35,6 +35,28 @@ def to_array(window: xr.Dataset, variables: list[str], grid: bool) -> np.ndarray
     return np.stack([window[v].values for v in variables], axis=axis).astype(np.float32)
 
 
+def latest_raw(
+    dm: Any, variables: list[str], context: int, grid: bool
+) -> tuple[xr.Dataset, np.ndarray]:
+    """The data module's last ``context`` raw steps, whole (cropped) grid, and the sample array.
+
+    Args:
+        dm: a grid or sensor data module (its ``dataset`` and, for grids, ``crop``).
+        variables: the model's input variables.
+        context: steps the model reads.
+        grid: gridded (True) or sensor (False) layout.
+
+    Returns:
+        ``(window, x)``: the window with its coords and ``x`` shaped ``(T, C, H, W)`` or
+        ``(T, S, F)``, float32, in physical units (NaN where missing).
+    """
+    ds = dm.dataset
+    if grid and getattr(dm, "crop", None):
+        ds = ds.isel({d: slice(a, b) for d, (a, b) in dm.crop.items()})
+    window = latest_window(ds, variables, context, grid)
+    return window, to_array(window, variables, grid)
+
+
 def forecast_dataset(
     y: np.ndarray, window: xr.Dataset, targets: list[str], grid: bool, model: str
 ) -> xr.Dataset:
@@ -115,11 +137,7 @@ def forecast(cfg: DictConfig) -> Path:
     dm = instantiate(cfg.data)
     grid = meta.get("grid") is not None
     variables = list(meta["variables"])
-    ds = dm.dataset
-    if grid and getattr(dm, "crop", None):
-        ds = ds.isel({d: slice(a, b) for d, (a, b) in dm.crop.items()})
-    window = latest_window(ds, variables, int(meta["context"]), grid)
-    x = to_array(window, variables, grid)
+    window, x = latest_raw(dm, variables, int(meta["context"]), grid)
     missing = int(np.isnan(x).sum())
     if missing == x.size:
         raise DataError(

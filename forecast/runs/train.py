@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from forecast.data.spec import DataSpec
+from forecast.runs.forecast import latest_raw
 from forecast.runs.promote import data_arrays, promote_version
 from forecast.serving.pyfunc import model_metadata, unservable
 from forecast.tracking.mlflow import absolute_tracking_uri, flatten, git_commit
@@ -214,7 +215,11 @@ def _input_gradients(dm: Any, net: torch.nn.Module) -> np.ndarray:
 
 
 def _raw_example(dm: Any, norm: Any, meta: dict[str, Any]) -> np.ndarray:
-    """One raw (unnormalised) context window from the test split, shaped (1, *sample_shape)."""
-    x = dm.datasets["test"][0]["x"].numpy()[None]
+    """One raw context window shaped (1, *sample_shape) (whole grid when trained on patches)."""
     inputs = norm.subset(list(meta["variables"]))
+    if meta.get("patch"):  # samples are patches; the served model reads the whole grid
+        x = latest_raw(dm, list(meta["variables"]), int(meta["context"]), True)[1][None]
+        mean = inputs.inverse(np.zeros_like(x), axis=int(meta["channel_axis"]))
+        return np.where(np.isnan(x), mean, x).astype(np.float32)  # an example has no gaps
+    x = dm.datasets["test"][0]["x"].numpy()[None]
     return inputs.inverse(x, axis=int(meta["channel_axis"])).astype(np.float32)

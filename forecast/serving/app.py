@@ -5,7 +5,7 @@ bodies), so clients written for ``mlflow models serve`` work unchanged. What is 
 
 - :class:`BodyLimit`: a body over ``max_bytes`` gets HTTP 413 with a JSON message before MLflow
   parses anything. ``Content-Length`` is checked first; a chunked body is counted while it streams
-  and refused as soon as it passes the cap (MLflow reads the whole body into memory, uncapped).
+  and nothing past the cap is kept (MLflow reads the whole body into memory, uncapped).
 - :class:`CleanErrors`: MLflow prefixes a model's own 400 message with
   ``Failed to predict data '<summarised array>'``; the prefix is cut so the client reads only what
   was expected. Any other body passes through untouched.
@@ -28,6 +28,8 @@ ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 BYTES_PER_VALUE = 24
 # room for the envelope ({"inputs": ..., "params": ...}) and brackets of small requests
 ENVELOPE_BYTES = 64 * 1024
+# an over-cap body is read and dropped up to this many bytes so the client can read the 413
+DRAIN_BYTES = 64 * 1024 * 1024
 MLFLOW_PREFIX = "Failed to predict data '"
 MLFLOW_SEPARATOR = "\nError: "
 # environment of a uvicorn worker (the factory reads its settings from there, as MLflow's app does)
@@ -66,10 +68,25 @@ class BodyLimit:
         max_bytes: the largest accepted body, in bytes (> 0).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, drain_bytes: int = DRAIN_BYTES) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be a positive number of bytes, got {max_bytes}")
-        self.app, self.max_bytes = app, int(max_bytes)
+        self.app, self.max_bytes, self.drain_bytes = app, int(max_bytes), int(drain_bytes)
+
+    async def _refuse(self, receive: Receive, send: Send, size: str, read: int) -> None:
+        """Read and drop the rest of the body (up to ``drain_bytes``), then answer 413.
+
+        Answering while the client still sends makes the server close on unread data, and the
+        client sees a connection reset instead of the 413; nothing read here is kept.
+        """
+        while read <= self.drain_bytes:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            read += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        await _send_json(send, 413, self._too_large(size))
 
     def _too_large(self, size: str) -> dict[str, str]:
         return {
@@ -93,8 +110,8 @@ class BodyLimit:
                 message = f"Content-Length must be a byte count, got {declared[:40]!r}"
                 await _send_json(send, 400, {"error_code": "BAD_REQUEST", "message": message})
                 return
-            if length > self.max_bytes:  # refused before a byte of the body is read
-                await _send_json(send, 413, self._too_large(f"{length} bytes"))
+            if length > self.max_bytes:  # refused before the app sees (or we keep) a byte
+                await self._refuse(receive, send, f"{length} bytes", 0)
                 return
         chunks, total = [], 0
         while True:
@@ -103,8 +120,13 @@ class BodyLimit:
                 return
             chunk = message.get("body", b"")
             total += len(chunk)
-            if total > self.max_bytes:  # chunked: stop reading at the cap
-                await _send_json(send, 413, self._too_large(f"over {total - len(chunk)} bytes"))
+            if total > self.max_bytes:  # chunked: stop keeping at the cap
+                chunks.clear()
+                more = message.get("more_body", False)
+                if more:
+                    await self._refuse(receive, send, f"over {self.max_bytes} bytes", total)
+                else:
+                    await _send_json(send, 413, self._too_large(f"{total} bytes"))
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -24,6 +24,7 @@ from torch import nn
 
 from forecast.data.normalize import Normalizer
 from forecast.data.spec import DataSpec
+from forecast.serving.tiles import forecast_tiled
 from forecast.serving.validate import check_input, check_variables
 
 BUNDLE_FILES = ("weights.pt", "net.json", "normalizer.json", "metadata.json")
@@ -75,7 +76,9 @@ def model_metadata(spec: DataSpec, max_samples: int = 64, **extra: Any) -> dict[
     """What the served model needs to know about its inputs, from the run's DataSpec.
 
     Gridded data: one sample is ``(context, C, H, W)``, variables on axis 2 of a batch. Sensor data:
-    one sample is ``(context, S, F)``, variables (features) on axis 3.
+    one sample is ``(context, S, F)``, variables (features) on axis 3. A net trained on spatial
+    patches is described with the whole grid (``spec.full_grid``) and its ``patch``: requests and
+    batch forecasts cover the whole grid.
 
     Args:
         spec: the data description the net was built from.
@@ -86,9 +89,10 @@ def model_metadata(spec: DataSpec, max_samples: int = 64, **extra: Any) -> dict[
         A JSON-able dict.
     """
     c = len(spec.variables) or spec.in_channels
-    if spec.grid is not None:
-        sample = (spec.context, c, *spec.grid)
-        out, axis = (spec.horizon, spec.out_channels, *spec.grid), 2
+    grid = spec.full_grid or spec.grid
+    if grid is not None:
+        sample = (spec.context, c, *grid)
+        out, axis = (spec.horizon, spec.out_channels, *grid), 2
     elif spec.n_sensors is not None:
         sample = (spec.context, spec.n_sensors, c)
         out, axis = (spec.horizon, spec.n_sensors, spec.out_channels), 3
@@ -99,7 +103,8 @@ def model_metadata(spec: DataSpec, max_samples: int = 64, **extra: Any) -> dict[
         "horizon": spec.horizon,
         "variables": list(spec.variables) or [f"var{i}" for i in range(c)],
         "targets": list(spec.targets) or list(spec.variables) or [f"var{i}" for i in range(c)],
-        "grid": list(spec.grid) if spec.grid else None,
+        "grid": list(grid) if grid else None,
+        "patch": list(spec.grid) if spec.full_grid and spec.grid else None,
         "n_sensors": spec.n_sensors,
         "sample_shape": list(sample),
         "output_shape": list(out),
@@ -171,10 +176,31 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         self.net.load_state_dict(state)
         self.net.eval()
         self.metadata: dict[str, Any] = json.loads(Path(artifacts["metadata"]).read_text())
+        patch = self.metadata.get("patch")
+        self.patch = (int(patch[0]), int(patch[1])) if patch else None
+        self.tiled = self.patch is not None and not self._reads_whole_grid(spec["kwargs"])
         fitted = Normalizer.load(artifacts["normalizer"])
         # inputs and forecast targets may be different variables of one fitted normaliser
         self.in_norm = fitted.subset(self.metadata["variables"])
         self.out_norm = fitted.subset(self.metadata.get("targets", self.metadata["variables"]))
+
+    def _reads_whole_grid(self, kwargs: dict[str, Any]) -> bool:
+        """Whether a net trained on patches can read the whole grid in one pass.
+
+        A net that took ``grid`` learned its input size from the patch (e.g. a dense layer over
+        the flattened frame); a convolutional one may still refuse a grid its strides do not
+        divide. Either way it is served by tiles (:mod:`forecast.serving.tiles`).
+        """
+        if "grid" in kwargs:
+            return False
+        c = int(self.metadata["sample_shape"][1])
+        probe = torch.zeros(1, int(self.metadata["context"]), c, *self.metadata["grid"])
+        try:
+            with torch.inference_mode():
+                self.net(probe)
+        except (ValueError, RuntimeError):
+            return False
+        return True
 
     def forecast(self, x: np.ndarray) -> np.ndarray:
         """Validated raw ``(B, *sample_shape)`` -> raw ``(B, *output_shape)``, float32.
@@ -184,7 +210,10 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         axis = int(self.metadata["channel_axis"])
         z = np.nan_to_num(self.in_norm.transform(x, axis=axis).astype(np.float32), nan=0.0)
         with torch.inference_mode():
-            y = self.net(torch.from_numpy(z)).numpy()
+            if self.tiled and self.patch is not None:
+                y = forecast_tiled(self.net, torch.from_numpy(z), self.patch).numpy()
+            else:
+                y = self.net(torch.from_numpy(z)).numpy()
         return self.out_norm.inverse(y, axis=axis).astype(np.float32)
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]

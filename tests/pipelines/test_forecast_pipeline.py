@@ -126,3 +126,17 @@ def test_train_and_forecast_against_a_tracking_server(tmp_path):
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
         log.close()
+
+
+@pytest.mark.slow
+def test_net_trained_on_patches_is_promoted_and_forecasts_the_whole_grid(tmp_path):
+    proc = run("pipelines.train", tmp_path, *TRAIN, "data.patch=[8,8]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    champion = client.get_model_version_by_alias("forecast-synthetic", "champion")
+    assert float(champion.tags["backtest_score"]) > 0  # backtested on the whole 16x16 grid
+    proc = run("pipelines.forecast", tmp_path, *DATA)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = Path(proc.stdout.strip().split("forecast written: ")[-1])
+    ds = xr.open_dataset(path, engine="h5netcdf")
+    assert ds["field"].shape == (1, 6, 16, 16) and np.isfinite(ds["field"].values).all()
