@@ -6,11 +6,13 @@ Prints a table per model and, as the very last line, one JSON object with every 
 Two models with seeded random weights (latency does not depend on training): an ETTh1-sized
 sensor net (2-layer LSTM, hidden 64, input (96, 1, 7), horizon 24) and the synthetic ConvLSTM of
 conf/model/conv_lstm.yaml (input (12, 1, 32, 32), horizon 6). Each is logged, registered and
-served as `models:/<name>@champion` by `mlflow models serve --env-manager local` on 127.0.0.1.
-Single-sample requests over keep-alive HTTP, 1 client and 16 concurrent clients; the reference
-measured in the same run is the pyfunc's own `predict` in this process (no HTTP, no JSON), so the
-ratio is the cost of the scoring server. Last, 10,000 requests from 16 clients with malformed ones
-interleaved (every 4th) against the sensor model: count of 5xx answers and whether it is still up.
+served as `models:/<name>@champion` on 127.0.0.1 twice in the same run: by `mlflow models serve
+--env-manager local` (the reference) and by `python -m forecast.serving.server` (MLflow's app behind
+our byte cap and message cleanup). Single-sample requests over keep-alive HTTP, 1 client and 16
+concurrent clients; ratios are against `mlflow models serve` and against the pyfunc's own `predict`
+in this process (no HTTP, no JSON). Last, 10,000 requests from 16 clients with malformed ones
+interleaved (every 4th, one of them over the byte cap) against our server for the sensor model:
+count of 5xx answers and whether it is still up.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ GRID = {
                "patch": 2, "residual": True},
     "spec": DataSpec(1, 1, 12, 6, grid=(32, 32), variables=("field",)),
 }  # fmt: skip
+
+
+SERVERS = ("mlflow", "forecast")  # reference first: `mlflow models serve`, then our guarded app
 
 
 def build(entry: dict[str, Any]) -> nn.Module:
@@ -196,12 +201,14 @@ def bad_bodies(x: np.ndarray) -> list[bytes]:
     ]
 
 
-def measure(uri: str, key: str, name: str, entry: dict[str, Any], args: Any, tmp: str) -> dict:
-    """Publish, serve and measure one model; the stress run only for the sensor model."""
-    x = publish(uri, name, entry)
-    ref = in_process_ms(uri, name, x, max(50, args.requests // 4))
+def serve_and_measure(
+    server: str, uri: str, key: str, name: str, x: np.ndarray, args: Any, tmp: str
+) -> dict[str, Any]:
+    """Start one server kind for ``models:/<name>@champion`` and measure it; stop it."""
     body = json.dumps({"inputs": x.tolist()}).encode()
     bad = bad_bodies(x)
+    if server == "forecast":  # one body over the byte cap: 413 from our server's guard
+        bad.append(json.dumps({"inputs": np.repeat(x, 200, axis=0).tolist()}).encode())
 
     def good(k: int, i: int) -> bytes:
         return body
@@ -211,9 +218,10 @@ def measure(uri: str, key: str, name: str, entry: dict[str, Any], args: Any, tmp
 
     port = free_port()
     proc = start_server(
-        f"models:/{name}@champion", port, uri, Path(tmp) / f"{key}.log", threads=args.threads
-    )
-    row: dict[str, Any] = {"payload_bytes": len(body), "in_process_ms": ref}  # stages
+        f"models:/{name}@champion", port, uri, Path(tmp) / f"{key}-{server}.log",
+        threads=args.threads, server=server,
+    )  # fmt: skip
+    row: dict[str, Any] = {}
     try:
         wait_ready(proc, port, timeout=180)
         clients_run(port, good, 1, 20)  # warm-up
@@ -227,7 +235,7 @@ def measure(uri: str, key: str, name: str, entry: dict[str, Any], args: Any, tmp
                 "req_per_s": sum(status.values()) / wall,
                 "non_200": sum(v for s, v in status.items() if s != 200),
             }  # fmt: skip
-        if key == "sensor" and args.stress:
+        if key == "sensor" and server == "forecast" and args.stress:
             _, status, wall = clients_run(port, mixed, 16, args.stress // 16)
             alive = proc.poll() is None and Client(port).post(body)[0] == 200
             row["stress"] = {
@@ -238,6 +246,17 @@ def measure(uri: str, key: str, name: str, entry: dict[str, Any], args: Any, tmp
             }  # fmt: skip
     finally:
         stop_server(proc)
+    return row
+
+
+def measure(uri: str, key: str, name: str, entry: dict[str, Any], args: Any, tmp: str) -> dict:
+    """Publish one model; serve it with `mlflow models serve` (reference), then with our CLI."""
+    x = publish(uri, name, entry)
+    ref = in_process_ms(uri, name, x, max(50, args.requests // 4))
+    row: dict[str, Any] = {"payload_bytes": len(json.dumps({"inputs": x.tolist()}))}
+    row["in_process_ms"] = ref
+    for server in SERVERS:
+        row[server] = serve_and_measure(server, uri, key, name, x, args, tmp)
     return row
 
 
@@ -257,24 +276,29 @@ def main() -> None:
         for key, name, entry in (("sensor", "bench-sensor", SENSOR), ("grid", "bench-grid", GRID)):
             result[key] = measure(uri, key, name, entry, args, tmp)
 
-    print(f"\n{'model':8s} {'clients':>7s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s} "
-          f"{'p50 / in-process':>17s}")  # fmt: skip
+    print(f"\n{'model':8s} {'server':9s} {'clients':>7s} {'p50 ms':>8s} {'p99 ms':>8s} "
+          f"{'req/s':>8s} {'p50 / mlflow':>12s} {'req/s / mlflow':>14s} "
+          f"{'p50 / in-proc':>13s}")  # fmt: skip
     for key in ("sensor", "grid"):
         r = result[key]
         ref = r["in_process_ms"]
-        for n in (1, 16):
-            c = r[f"c{n}"]
-            print(f"{key:8s} {n:7d} {c['p50_ms']:8.1f} {c['p99_ms']:8.1f} {c['req_per_s']:8.1f} "
-                  f"{c['p50_ms'] / ref['total']:17.2f}")  # fmt: skip
+        for server in SERVERS:
+            for n in (1, 16):
+                c, m = r[server][f"c{n}"], r["mlflow"][f"c{n}"]
+                print(f"{key:8s} {server:9s} {n:7d} {c['p50_ms']:8.1f} {c['p99_ms']:8.1f} "
+                      f"{c['req_per_s']:8.1f} {c['p50_ms'] / m['p50_ms']:12.2f} "
+                      f"{c['req_per_s'] / m['req_per_s']:14.2f} "
+                      f"{c['p50_ms'] / ref['total']:13.2f}")  # fmt: skip
         print(f"{key:8s} in-process reference (median ms): parse JSON {ref['parse']:.2f} + "
               f"predict {ref['predict']:.2f} + encode JSON {ref['encode']:.2f} = "
-              f"{ref['total']:.2f}; request body {r['payload_bytes']} bytes; "
-              f"GET /ping p50 {r['ping_p50_ms']:.2f} ms")  # fmt: skip
-    s = result["sensor"].get("stress")
+              f"{ref['total']:.2f}; request body {r['payload_bytes']} bytes; GET /ping p50 "
+              f"mlflow {r['mlflow']['ping_p50_ms']:.2f} ms, forecast "
+              f"{r['forecast']['ping_p50_ms']:.2f} ms")  # fmt: skip
+    s = result["sensor"]["forecast"].get("stress")
     if s:
-        print(f"\nstress: {s['requests']} requests from 16 clients, every 4th malformed: "
-              f"status {s['status']}, 5xx {s['n_5xx']}, still up: {s['alive']}, "
-              f"{s['req_per_s']:.0f} req/s")  # fmt: skip
+        print(f"\nstress (forecast server): {s['requests']} requests from 16 clients, every 4th "
+              f"malformed or over the byte cap: status {s['status']}, 5xx {s['n_5xx']}, "
+              f"still up: {s['alive']}, {s['req_per_s']:.0f} req/s")  # fmt: skip
     print(json.dumps(result))
 
 

@@ -46,3 +46,4 @@ def test_two_process_ddp_logs_one_run(tmp_path):
     metrics = runs[0].data.metrics
     assert "test/skill" in metrics and "val/rmse" in metrics
     assert len(client.search_logged_models([exp.experiment_id])) == 1
+    assert len(client.search_model_versions("name='forecast-synthetic'")) == 1  # rank 0 only
