@@ -10,7 +10,9 @@ bookkeeping and the per-op launch cost, not the arithmetic, dominate. So:
   does not depend on the incoming gradient (σ', tanh', peephole terms), so each backward step is
   one batched matmul for dL/dh_{t-1} and four fused element-wise ops;
 - the weight gradients are ONE batched matmul over all steps, and the input-projection gradient
-  is the gate gradients themselves (batched by the caller's linear).
+  is the gate gradients themselves (batched by the caller's linear);
+- tanh is computed as 2σ(2x) - 1 (see `_LSTMScan.forward`), and the per-step matmul outputs are
+  contiguous, so no step op is split over threads needlessly (costly on a busy shared CPU).
 """
 
 from __future__ import annotations
@@ -145,7 +147,9 @@ class _LSTMScan(torch.autograd.Function):
         k = (2 if coupled else 3) * hid  # width of the blocks driven by dc: (f, g) or (i, f, g)
         pa, bc, fc = _gate_factors(act, cs, tcs, weight_c, coupled)
         # Accumulated in place by baddbmm_, so stored time-major (see forward).
-        d_hs = d_hs.transpose(0, 1).contiguous().transpose(0, 1)  # (D, T+1, B, H)
+        # A fresh buffer: the incoming gradient must not be modified.
+        d_hs = d_hs.new_empty(t_len + 1, n_dir, batch, hid).copy_(d_hs.transpose(0, 1))
+        d_hs = d_hs.transpose(0, 1)  # (D, T+1, B, H)
         dgates = act.new_empty(act.shape)  # (D, T, B, G*H) D-major: dW is one bmm, no copy
         dc = d_c_last.contiguous()
         for s in range(t_len - 1, -1, -1):
