@@ -123,7 +123,7 @@ def test_gradcheck_float64(make):
             )
             return out, c_new
 
-        assert torch.autograd.gradcheck(fn, (x, h, c, *params))
+        assert torch.autograd.gradcheck(fn, (x, h, c, *params), fast_mode=True)
     else:
 
         def fn(x, h, *ps):
@@ -131,7 +131,7 @@ def test_gradcheck_float64(make):
                 cell, dict(zip(dict(cell.named_parameters()), ps)), (x, h)
             )[0]
 
-        assert torch.autograd.gradcheck(fn, (x, h, *params))
+        assert torch.autograd.gradcheck(fn, (x, h, *params), fast_mode=True)
 
 
 @pytest.mark.parametrize("cls", [ConvLSTMCell, ConvGRUCell])

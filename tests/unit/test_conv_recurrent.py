@@ -83,7 +83,8 @@ def test_gradcheck_stack_float64(cell):
     def fn(x, *ps):
         return torch.func.functional_call(stack, dict(zip(names, ps)), (x,))[0]
 
-    assert torch.autograd.gradcheck(fn, (x, *params))
+    # fast_mode: random Jacobian projections; the full Jacobian took minutes on a busy CPU.
+    assert torch.autograd.gradcheck(fn, (x, *params), fast_mode=True)
 
 
 def test_bad_input():
