@@ -131,3 +131,17 @@ def test_server_preflight_names_what_is_wrong(store):
         preflight(f"models:/{NAME}@champion", "http://127.0.0.1:9")
     with pytest.raises(ForecastError, match="expected models:/"):
         preflight("runs:/abc/model", uri)
+
+
+def test_server_cli_refuses_a_missing_alias_and_a_bad_cap_in_one_line(store, monkeypatch, capsys):
+    from forecast.serving.server import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store[0])
+    with pytest.raises(SystemExit) as e:
+        main([f"models:/{NAME}@gone", "--port", "1"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error:") and "gone" in err
+    assert "Traceback" not in err
+    with pytest.raises(SystemExit) as e:
+        main([f"models:/{NAME}@champion", "--max-body-bytes", "0"])
+    assert e.value.code == 2 and "--max-body-bytes" in capsys.readouterr().err
