@@ -1,6 +1,6 @@
 """HTTP serving latency and throughput of the MLflow scoring server for the project's pyfunc.
 
-Run: python -m benchmarks.serving [--requests N] [--stress N] [--threads T]
+Run: python -m benchmarks.serving [--requests N] [--stress N] [--threads T] [--reverse]
 Prints a table per model and, as the very last line, one JSON object with every figure.
 
 Two models with seeded random weights (latency does not depend on training): an ETTh1-sized
@@ -255,7 +255,7 @@ def measure(uri: str, key: str, name: str, entry: dict[str, Any], args: Any, tmp
     ref = in_process_ms(uri, name, x, max(50, args.requests // 4))
     row: dict[str, Any] = {"payload_bytes": len(json.dumps({"inputs": x.tolist()}))}
     row["in_process_ms"] = ref
-    for server in SERVERS:
+    for server in SERVERS[::-1] if args.reverse else SERVERS:
         row[server] = serve_and_measure(server, uri, key, name, x, args, tmp)
     return row
 
@@ -266,11 +266,12 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=300, help="per latency measurement")
     p.add_argument("--stress", type=int, default=10_000, help="requests in the stress run")
     p.add_argument("--threads", type=int, default=1, help="intra-op threads of the server")
+    p.add_argument("--reverse", action="store_true", help="serve with our CLI first (order check)")
     args = p.parse_args()
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     torch.set_num_threads(args.threads)  # the in-process reference uses the server's threads
     print(f"torch {torch.__version__}, mlflow {mlflow.__version__}, server threads {args.threads}")
-    result: dict[str, Any] = {"server_threads": args.threads}
+    result: dict[str, Any] = {"server_threads": args.threads, "reverse": args.reverse}
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{tmp}/mlflow.db"
         for key, name, entry in (("sensor", "bench-sensor", SENSOR), ("grid", "bench-grid", GRID)):
