@@ -59,7 +59,8 @@ class ConvLSTMForecaster(nn.Module):
         self.frame_encoder = FrameEncoder(in_channels * p2, frames) if frames else None
         width = frames[-1] if frames else in_channels * p2
         self.encoder = ConvRecurrentStack(width, hidden, kernel_size, peephole=peephole)
-        self.forecaster = ConvRecurrentStack(width, hidden, kernel_size, peephole=peephole)
+        # the forecaster runs with no input (Shi et al. 2015): no input-to-state weights at all
+        self.forecaster = ConvRecurrentStack(0, hidden, kernel_size, peephole=peephole)
         self.head: nn.Module = (
             FrameDecoder(hidden[-1], frames[::-1], out_channels * p2)
             if frames
