@@ -27,6 +27,10 @@ def print_summary(result: TrainResult, console: Console | None = None) -> None:
     if result.run_id:
         console.print(f"MLflow run id: {result.run_id}")
         console.print(f"model: {result.model_uri}")
+        if result.model_version:
+            console.print(f"registered: models:/{result.model_name}/{result.model_version}")
+        if result.promotion:
+            console.print(f"champion: {result.promotion}")
         console.print(f"open the UI:   mlflow ui --backend-store-uri {result.tracking_uri}")
     if result.checkpoint:
         console.print(f"best checkpoint: {result.checkpoint}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,10 @@ class TrainResult:
         tracking_uri: where the run is stored.
         model_uri: the logged model's URI.
         checkpoint: path of the best checkpoint.
+        rank_zero: False in the other processes of a multi-process run (they track nothing).
+        model_name: the registered model's name, or None.
+        model_version: the registered version, or None.
+        promotion: the champion decision in words, or None.
     """
 
     score: float
@@ -51,7 +55,10 @@ class TrainResult:
     tracking_uri: str | None = None
     model_uri: str | None = None
     checkpoint: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    rank_zero: bool = True
+    model_name: str | None = None
+    model_version: str | None = None
+    promotion: str | None = None
 
 
 def _net_kwargs(partial: Any, spec: DataSpec) -> dict[str, Any]:
@@ -113,19 +120,26 @@ def train(cfg: DictConfig) -> TrainResult:
     state = _best_state(ckpt)
     if state is not None:
         task.load_state_dict(state)
-    val_score = trainer.callback_metrics.get(cfg.monitor)
+    best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    val_score = best if best is not None else trainer.callback_metrics.get(cfg.monitor)
     tested = trainer.test(task, datamodule=dm, verbose=False)[0]
     metrics = {k: float(v) for k, v in tested.items()}
     score = float(val_score) if val_score is not None else math.nan
 
-    result = TrainResult(score=score, metrics=metrics, horizon=spec.horizon, checkpoint=ckpt)
+    result = TrainResult(
+        score=score,
+        metrics=metrics,
+        horizon=spec.horizon,
+        checkpoint=ckpt,
+        rank_zero=trainer.is_global_zero,
+    )
     if logger is not None and trainer.is_global_zero:  # only rank 0 logs, registers, promotes
         result.run_id = logger.run_id
         result.tracking_uri = logger._tracking_uri
-        result.model_uri, version = _log_model(
+        result.model_name = str(cfg.model_name)
+        result.model_uri, result.model_version, result.promotion = _log_model(
             cfg, logger, dm, net, spec, spec_kwargs, {cfg.monitor: score, **metrics}, ckpt
         )
-        result.extra["model_version"] = version
     return result
 
 
@@ -138,11 +152,12 @@ def _log_model(
     spec_kwargs: dict[str, Any],
     metrics: dict[str, float],
     checkpoint: str | None,
-) -> tuple[str | None, str | None]:
+) -> tuple[str | None, str | None, str | None]:
     """Log config, checkpoint, plots and the pyfunc; register it if finite; maybe promote it.
 
     Returns:
-        ``(model_uri or None when the net cannot be served, registered version or None)``.
+        ``(model_uri or None when the net cannot be served, registered version or None,
+        the promotion decision in words or None)``.
     """
     uri, run_id = str(logger._tracking_uri), str(logger.run_id)
     client = client_for(uri)
@@ -160,7 +175,7 @@ def _log_model(
     reg = cfg.get("registry") or {}
     if why:  # tracked, but no pyfunc: a request could not carry what the net reads
         client.set_tag(run_id, "serving/skipped", why)
-        return None, None
+        return None, None, None
     meta = model_metadata(
         spec, max_samples=int(reg.get("max_samples", 64)), data_fingerprint=dm.fingerprint()
     )
@@ -171,15 +186,15 @@ def _log_model(
         uri, run_id, net, target, {**net_cfg, **spec_kwargs}, norm, meta, example
     )
     if not reg.get("register", False):
-        return model_uri, None
+        return model_uri, None, None
     finite = all(bool(torch.isfinite(p).all()) for p in net.parameters())
     # validation metrics only: a held-out score such as CSI may be NaN (no events) legitimately
     checked = {k: v for k, v in metrics.items() if k == cfg.monitor or k.startswith("val/")}
     version = register_if_finite(client, cfg.model_name, model_id, run_id, checked, finite)
     if version is None or not reg.get("promote", False):
-        return model_uri, None if version is None else str(version.version)
+        return model_uri, None if version is None else str(version.version), None
     values, truth, axis = data_arrays(dm)
-    promote_version(
+    decision = promote_version(
         uri,
         cfg.model_name,
         str(version.version),
@@ -191,7 +206,8 @@ def _log_model(
         alias=str(reg.alias),
         truth=truth,
     )
-    return model_uri, str(version.version)
+    verdict = "promoted to" if decision.promoted else "not promoted to"
+    return model_uri, str(version.version), f"{verdict} '{reg.alias}': {decision.reason}"
 
 
 def _frames(dm: Any, net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray, str]:

@@ -38,6 +38,7 @@ def test_two_process_ddp_logs_one_run(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.count("MLflow run id:") == 1  # the summary is printed by rank 0 only
+    assert proc.stdout.count("overall skill") == 1
 
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("forecast-synthetic")
