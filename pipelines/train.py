@@ -18,7 +18,8 @@ def main(cfg: DictConfig) -> float:
     except ForecastError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    print_summary(result)
+    if result.rank_zero:  # the other processes of a DDP run stay quiet
+        print_summary(result)
     return result.score
 
 
