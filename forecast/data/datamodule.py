@@ -81,6 +81,11 @@ class GridDataModule(WindowDataModule):
         hw = [self.crop.get(d, (0, int(ds.sizes[d]))) for d in self._space]
         return (hw[0][1] - hw[0][0], hw[1][1] - hw[1][0])
 
+    def _target_view(self) -> tuple[xr.Dataset, list[str], int]:
+        """The cropped grid; every variable is a target, channels on axis 1."""
+        ds = self.dataset.isel({d: slice(a, b) for d, (a, b) in self.crop.items()})
+        return ds, self.variables, 1
+
     def describe(self) -> DataSpec:
         """Shapes for building the net, from metadata only."""
         return DataSpec(

@@ -104,6 +104,11 @@ class SensorDataModule(WindowDataModule):
             return ds
         return ds.isel(time=slice(*self._time_crop))
 
+    def _target_view(self) -> tuple[xr.Dataset, list[str], int]:
+        """The (time-cropped) sensor table; targets stacked as features on axis 2."""
+        _ = self.bounds()  # a paired module works out its common time range here
+        return self._timed(self.dataset), self.targets, 2
+
     def _sensor_windows(self) -> tuple[dict[str, np.ndarray], dict[str, SensorWindows]]:
         crop = {"time": self._time_crop} if self._time_crop else None
         reader = FrameReader(self.source, self.read_vars, (SENSOR,), crop, self.memory_budget_mb)

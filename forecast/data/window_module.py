@@ -8,6 +8,7 @@ lazy reading that also means each rank reads only its own windows from disk.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as L
@@ -24,6 +25,24 @@ from forecast.data.windows import SPLITS, SplitSpec, resolve_splits, window_miss
 from forecast.errors import DataError
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TargetSeries:
+    """The normalised targets of every row, for baselines fitted on the training split.
+
+    Args:
+        values: ``(N, C, H, W)`` gridded or ``(N, S, F_out)`` sensor targets, in the units the
+            nets predict (normalised); NaN = missing.
+        times: ``(N,)`` datetime64, the row times (the rows a batch's ``start`` counts).
+        train: ``(lo, hi)`` rows of the training split.
+        step: rows between consecutive steps of a window.
+    """
+
+    values: np.ndarray
+    times: np.ndarray
+    train: tuple[int, int]
+    step: int
 
 
 class WindowDataModule(L.LightningDataModule):
@@ -164,6 +183,44 @@ class WindowDataModule(L.LightningDataModule):
                     path, split, self.skipped[split], len(starts), self.max_missing,
                 )  # fmt: skip
         return out
+
+    def _target_view(self) -> tuple[xr.Dataset, list[str], int]:
+        """The (cropped) store the windows read, the target variables and their stacking axis."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its target series")
+
+    def target_series(self) -> TargetSeries:
+        """Normalised targets of every row and the time axis (call after :meth:`setup`).
+
+        The whole target series is loaded, so it must fit ``memory_budget_mb``; spatial patches
+        are refused (the series is the whole grid, a patch sample is not).
+
+        Raises:
+            RuntimeError: before :meth:`setup` (no fitted normaliser yet).
+            DataError: when the series is larger than the memory budget, or with patches.
+        """
+        if self.normalizer is None:
+            raise RuntimeError("call setup() before target_series(): it fits the normaliser")
+        if getattr(self, "patch", None):
+            raise DataError(
+                f"target series: samples are {self.patch} patches but the series is the whole "
+                "grid; train this baseline without `patch`"
+            )
+        ds, targets, axis = self._target_view()
+        cells = int(np.prod([ds[targets[0]].sizes[d] for d in ds[targets[0]].dims]))
+        need_mb = cells * len(targets) * 4 / 2**20
+        if need_mb > self.memory_budget_mb:
+            raise DataError(
+                f"target series: {targets} need {need_mb:.1f} MB in memory, more than "
+                f"memory_budget_mb={self.memory_budget_mb:g}; raise the budget or crop the data"
+            )
+        raw = np.stack([ds[v].values for v in targets], axis=axis).astype(np.float32)
+        norm = self.normalizer.subset(targets)
+        return TargetSeries(
+            values=norm.transform(raw, axis=axis),
+            times=ds["time"].values,
+            train=self.bounds()["train"],  # type: ignore[attr-defined]
+            step=self.step,
+        )
 
     def use_normalizer(self, normalizer: Normalizer) -> None:
         """Reuse a saved normaliser instead of fitting one (evaluation, serving, fine-tuning).

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:  # only for annotations: the nets do not depend on the data layer at runtime
+    from forecast.data.spec import DataSpec
+    from forecast.data.window_module import TargetSeries
 
 
 def persistence(x: Tensor, horizon: int) -> Tensor:
@@ -94,6 +100,9 @@ class Climatology(nn.Module):
         super().__init__()
         self.register_buffer("table", table)
         self.register_buffer("keys", keys.long())
+        # where each target sits among the inputs, for the task's persistence reference
+        # (sensor targets may be a subset of the inputs); empty = the inputs are the targets
+        self.register_buffer("target_index", torch.zeros(0, dtype=torch.long), persistent=False)
         self.context, self.horizon, self.step = context, horizon, step
 
     @classmethod
@@ -138,6 +147,30 @@ class Climatology(nn.Module):
             horizon,
             step,
         )
+
+    @classmethod
+    def fit_baseline(cls, series: TargetSeries, spec: DataSpec) -> Climatology:
+        """The run's hook: fit on the training rows of the data module's target series.
+
+        Args:
+            series: normalised targets ``(N, ...)``, times, training rows and window step.
+            spec: the run's shapes (context and horizon are taken from it).
+        """
+        # targets sit on axis 1 of a grid (N, C, H, W), last on sensors (N, S, F_out)
+        gridded = spec.grid is not None and spec.n_sensors is None
+        n_targets = series.values.shape[1 if gridded else -1]
+        if n_targets != spec.out_channels:
+            raise ValueError(
+                f"climatology: the spec expects {spec.out_channels} target variables, the "
+                f"series {series.values.shape} holds {n_targets}"
+            )
+        net = cls.fit(
+            series.values, series.times, series.train, spec.context, spec.horizon, series.step
+        )
+        inputs, targets = list(spec.variables), list(spec.targets)
+        if targets != inputs and all(t in inputs for t in targets):
+            net.target_index = torch.tensor([inputs.index(t) for t in targets], dtype=torch.long)
+        return net
 
     def forward(self, x: Tensor, start: Tensor) -> Tensor:
         """x: (B, T, ...), start: (B,) window start rows -> (B, horizon, ...)."""

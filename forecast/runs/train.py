@@ -67,6 +67,21 @@ def _net_kwargs(partial: Any, spec: DataSpec) -> dict[str, Any]:
     return {f.name: getattr(spec, f.name) for f in fields(spec) if f.name in params}
 
 
+def build_net(partial: Any, spec: DataSpec, dm: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The net of a config partial, and the DataSpec fields it was built with.
+
+    A net class with a ``fit_baseline(series, spec, **options)`` classmethod (a fitted baseline
+    such as climatology) is fitted on the data module's training split instead of constructed;
+    the data module is set up first (its normaliser is fitted on the training split there).
+    """
+    kwargs = _net_kwargs(partial, spec)
+    fit = getattr(partial.func, "fit_baseline", None)
+    if fit is None:
+        return partial(**kwargs), kwargs
+    dm.setup("fit")
+    return fit(dm.target_series(), spec, **partial.keywords), kwargs
+
+
 def _logger(cfg: DictConfig) -> MLFlowLogger | None:
     if not cfg.get("logger"):
         return None
@@ -101,8 +116,7 @@ def train(cfg: DictConfig) -> TrainResult:
     dm = instantiate(cfg.data)
     spec: DataSpec = dm.describe()
     net_partial = instantiate(cfg.model.net)
-    spec_kwargs = _net_kwargs(net_partial, spec)
-    net = net_partial(**spec_kwargs)
+    net, spec_kwargs = build_net(net_partial, spec, dm)
     task = instantiate(cfg.model, net=net)
 
     logger = _logger(cfg)

@@ -79,10 +79,12 @@ def gradient_flow(task: Any, batch: dict[str, Tensor], steps: int | None = None)
             hs = []
         loss = task.loss_fn(pred, batch["y"], batch.get("y_mask"))
         task.net.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss.requires_grad:  # else the forecast ignores x (climatology): every gradient is 0
+            loss.backward()
     task.net.zero_grad(set_to_none=True)
     use_hidden = len(hs) == steps and all(h.grad is not None for h in hs)
-    grads = [h.grad for h in hs] if use_hidden else list(x.grad.unbind(1))  # type: ignore[union-attr]
+    x_grad = x.grad if x.grad is not None else torch.zeros_like(x)
+    grads = [h.grad for h in hs] if use_hidden else list(x_grad.unbind(1))
     b = x.shape[0]
     norms = torch.stack([g.float().norm() / b**0.5 for g in grads]).flip(0)  # lag 0 first
     return {
