@@ -11,7 +11,7 @@ from conftest import CONF, compose_train
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from forecast.runs.train import _net_kwargs
+from forecast.runs.train import build_net
 
 GRID = ["data.source.n_times=160", "data.source.n_lat=16", "data.source.n_lon=16"]
 SENSOR_GRID = [
@@ -22,6 +22,7 @@ SENSOR_GRID = [
 ]
 # the data each model is meant for; a model file missing here fails the coverage test below
 DATA = {
+    "climatology": ("synthetic_sensors", SENSOR_GRID),  # targets a subset of the inputs
     "conv_lstm": ("synthetic", GRID),
     "persistence": ("synthetic", GRID),
     "seasonal_naive": ("synthetic", GRID),
@@ -33,6 +34,7 @@ DATA = {
     "hybrid": ("synthetic_paired", SENSOR_GRID),
 }
 SMALL_NETS = {
+    "climatology": [],  # no parameters: fitted on the training split by build_net
     "conv_lstm": ["model.net.hidden_channels=[4]"],
     "seg_rnn": ["model.net.hidden_size=8"],
     "step_rnn": ["model.net.hidden_size=8"],
@@ -68,7 +70,7 @@ def test_model_composes_builds_and_trains(name, root):
     dm = instantiate(cfg.data)
     spec = dm.describe()
     partial = instantiate(cfg.model.net)
-    net = partial(**_net_kwargs(partial, spec))
+    net, _ = build_net(partial, spec, dm)
     task = instantiate(cfg.model, net=net)
     trainer = instantiate(
         cfg.trainer, logger=False, enable_checkpointing=False, limit_train_batches=2,

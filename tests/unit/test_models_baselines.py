@@ -36,3 +36,20 @@ def test_climatology_day_of_year_over_several_years():
     assert clim.table.shape[0] == 366
     out = clim(torch.zeros(1, 1, 1), torch.tensor([40]))  # target row 41 = Feb 11th
     assert out.item() == pytest.approx(42.0)
+
+
+def test_climatology_fit_baseline_checks_targets_and_finds_them_among_inputs():
+    from forecast.data.spec import DataSpec
+    from forecast.data.window_module import TargetSeries
+
+    times = np.arange("2020-01-01T00", "2020-01-03T00", 6, dtype="datetime64[h]")  # 8 rows
+    values = np.arange(8.0)[:, None, None] * np.ones((1, 2, 1))  # (N, S=2, F_out=1)
+    series = TargetSeries(values, times, train=(0, 8), step=1)
+    spec = DataSpec(2, 1, 2, 1, n_sensors=2, variables=("a", "b"), targets=("b",))
+    clim = Climatology.fit_baseline(series, spec)
+    assert clim.target_index.tolist() == [1]
+    # window at row 0: target row 2 is 12h; training rows at 12h are 2 and 6 -> mean 4
+    assert clim(torch.zeros(1, 2, 2, 2), torch.tensor([0])).flatten().tolist() == [4.0, 4.0]
+    wrong = DataSpec(2, 3, 2, 1, n_sensors=2, variables=("a", "b"), targets=("a", "b", "c"))
+    with pytest.raises(ValueError, match="expects 3 target variables"):
+        Climatology.fit_baseline(series, wrong)
