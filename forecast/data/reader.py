@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import xarray as xr
 
+from forecast.data.zarr_chunks import ChunkCache, ChunkedArray
 from forecast.errors import DataError
 
 
@@ -106,6 +107,8 @@ class FrameReader:
             two stores on one time axis).
         memory_budget_mb: load the whole array when it is at most this big (float32), else
             read each window on demand.
+        cache_mb: bound of the decoded-chunk cache of directly read Zarr stores (lazy reads
+            only, per process); None gives a quarter of ``memory_budget_mb``, 0 disables it.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class FrameReader:
         space_dims: tuple[str, ...],
         crop: dict[str, tuple[int, int]] | None = None,
         memory_budget_mb: float = 1024.0,
+        cache_mb: float | None = None,
     ) -> None:
         self.source = source
         self.variables = list(variables)
@@ -124,6 +128,9 @@ class FrameReader:
         if unknown:
             raise DataError(f"{source.path}: crop names {unknown}, not space dims {space_dims}")
         self.memory_budget_mb = float(memory_budget_mb)
+        # the cache is part of the budget: overlapping windows then decode a chunk once
+        self.cache_mb = self.memory_budget_mb / 4 if cache_mb is None else float(cache_mb)
+        self._cache = ChunkCache(0)
         self._pid: int | None = None
         self._vars: list[xr.Variable] = []
         self._direct: list[_Direct | None] = []
@@ -136,6 +143,8 @@ class FrameReader:
         self.in_memory = self.nbytes <= self.memory_budget_mb * 2**20
         if self.in_memory:
             self._array = self.read(slice(0, self.n_times))
+            self._cache.clear()  # every later read hits the loaded array
+            self._cache.max_bytes = 0
 
     @property
     def nbytes(self) -> int:
@@ -151,13 +160,17 @@ class FrameReader:
     def _open(self) -> xr.Dataset:
         ds = self.source.open()
         self._vars, self._direct = [], []
+        self._cache = ChunkCache(0 if self._array is not None else int(self.cache_mb * 2**20))
         backend = getattr(self.source, "backend", None)
         for v in self.variables:
             var = ds[v].variable.transpose("time", *self.space_dims)
             key = tuple(self._crop_slice(d, int(ds.sizes[d])) for d in ("time", *self.space_dims))
             self._vars.append(var[key] if self.crop else var)
             in_order = tuple(map(str, ds[v].dims)) == ("time", *self.space_dims)
-            self._direct.append(_Direct.make(backend, v, ds[v].encoding, key) if in_order else None)
+            direct = _Direct.make(backend, v, ds[v].encoding, key) if in_order else None
+            if direct is not None and isinstance(direct.array, ChunkedArray):
+                direct.array.cache = self._cache  # one bound for all variables
+            self._direct.append(direct)
         self._pid = os.getpid()
         return ds
 
@@ -165,6 +178,7 @@ class FrameReader:
         state = self.__dict__.copy()
         # reopen in the worker; never share a file handle across processes
         state["_vars"], state["_direct"], state["_pid"] = [], [], None
+        state["_cache"] = ChunkCache(0)  # each process fills its own
         return state
 
     def read(self, rows: slice, space: tuple[slice, ...] = ()) -> np.ndarray:
