@@ -259,19 +259,23 @@ class StackedRecurrent(nn.Module):
             (T, B, D*H) outputs and the final (h, C), each (D, B, H).
         """
         t_len, batch = seq.shape[:2]
+        n_dir = len(cells)
         # The backward direction reads its inputs reversed in time, so step s of the shared loop
-        # is t = s forward and t = T-1-s backward.
-        xps = [cell.project_input(seq) for cell in cells]  # D x (T, B, G*H)
-        xp = torch.stack([xps[0], *(p.flip(0) for p in xps[1:])], dim=1)  # (T, D, B, G*H)
-        if state is None:
-            h0 = c0 = seq.new_zeros(len(cells), batch, self.hidden_size)
-        else:
-            h0, c0 = state
+        # is t = s forward and t = T-1-s backward. Flipping the (narrow) input instead of the
+        # (G*H wide) projection, and projecting all directions in one baddbmm, saves two copies
+        # of the projection; bmm's weight gradient X^T dG also avoids the slow (G*H, T*B) x
+        # (T*B, F) product that F.linear's layout gives when F is small.
+        xs = [seq, *(seq.flip(0) for _ in range(n_dir - 1))]
+        x_all = torch.stack(xs).reshape(n_dir, t_len * batch, -1)  # (D, T*B, F)
+        w_ih = torch.stack([cell.weight_ih for cell in cells]).transpose(1, 2)  # (D, F, G*H)
+        bias = torch.stack([cell.bias for cell in cells]).unsqueeze(1)  # (D, 1, G*H)
+        xp = torch.baddbmm(bias, x_all, w_ih).unflatten(1, (t_len, batch))  # (D, T, B, G*H)
+        h0, c0 = (None, None) if state is None else state
         weight_c = None
         if cells[0].weight_c is not None:
             weight_c = torch.stack([cell.weight_c for cell in cells])  # (D, G-1, H)
         hs, c_last = lstm_scan_directions(
-            xp.transpose(0, 1),  # (D, T, B, G*H), time-major in memory
+            xp,
             h0,
             c0,
             torch.stack([cell.weight_hh for cell in cells]),  # (D, G*H, H)

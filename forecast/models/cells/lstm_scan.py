@@ -82,14 +82,15 @@ class _LSTMScan(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any,
         xp: Tensor,
-        h0: Tensor,
-        c0: Tensor,
+        h0: Tensor | None,
+        c0: Tensor | None,
         weight_hh: Tensor,
         weight_c: Tensor | None,
         coupled: bool,
     ) -> tuple[Tensor, Tensor]:
         n_dir, t_len, batch, gh = xp.shape
-        hid = h0.shape[-1]
+        hid = weight_hh.shape[-1]
+        zero = h0 is None  # zero initial state: step 0 has no matmul and no C_{-1} terms
         a = hid if coupled else 2 * hid  # width of the gates reading C_{t-1}: (f) or (i, f)
         n_in = a // hid
         # tanh(x) = 2σ(2x) - 1: torch's CPU tanh splits even 8k elements over threads, which
@@ -106,7 +107,10 @@ class _LSTMScan(torch.autograd.Function):
         hs = xp.new_empty(n_dir, t_len + 1, batch, hid)  # h_{s-1} at s, h_s at s+1
         cs = xp.new_empty(n_dir, t_len + 1, batch, hid)
         tcs = xp.new_empty(n_dir, t_len, batch, hid)  # tanh(C_s)
-        hs[:, 0], cs[:, 0] = h0, c0
+        if zero:
+            hs[:, 0], cs[:, 0] = 0.0, 0.0
+        else:
+            hs[:, 0], cs[:, 0] = h0, c0
         minus_one = xp.new_full((), -1.0)
         two = xp.new_full((), 2.0)
         wc_in = None if weight_c is None else weight_c[:, None, :n_in]  # (D, 1, n_in, H)
@@ -114,14 +118,20 @@ class _LSTMScan(torch.autograd.Function):
         sig_end = gh if weight_c is None else a + hid  # o waits for C_t when it peeps
         for s in range(t_len):
             g_s = act[:, s]
-            g_s.baddbmm_(hs[:, s], w_t)  # all gates, all directions: one matmul
+            first = zero and s == 0  # h_{-1} = C_{-1} = 0: skip what multiplies them
+            if not first:
+                g_s.baddbmm_(hs[:, s], w_t)  # all gates, all directions: one matmul
             c_prev, c_new, tc = cs[:, s], cs[:, s + 1], tcs[:, s]
-            if wc_in is not None:
+            if wc_in is not None and not first:
                 g_s[..., :a].unflatten(-1, (n_in, hid)).addcmul_(wc_in, c_prev.unsqueeze(2))
             g_s[..., :sig_end].sigmoid_()
             g = g_s[..., a : a + hid]
             torch.add(minus_one, g, alpha=2.0, out=g)  # tanh of the g pre-activation
-            if coupled:  # C_t = g + f (C_{t-1} - g)
+            if first and coupled:  # C_0 = g - f g
+                torch.addcmul(g, g_s[..., :hid], g, value=-1.0, out=c_new)
+            elif first:  # C_0 = i g
+                torch.mul(g_s[..., :hid], g, out=c_new)
+            elif coupled:  # C_t = g + f (C_{t-1} - g)
                 torch.addcmul(g, g_s[..., :hid], c_prev - g, out=c_new)
             else:
                 torch.mul(g_s[..., hid:a], c_prev, out=c_new)
@@ -134,7 +144,7 @@ class _LSTMScan(torch.autograd.Function):
             torch.add(minus_one, tc, alpha=2.0, out=tc)  # tanh(C_t)
             torch.mul(o, tc, out=hs[:, s + 1])
         ctx.save_for_backward(act, hs, cs, tcs, weight_hh, weight_c)
-        ctx.coupled = coupled
+        ctx.coupled, ctx.zero = coupled, zero
         # Only the final C leaves: intermediate cell states are internal to the layer.
         return hs, cs[:, t_len].clone()
 
@@ -164,12 +174,14 @@ class _LSTMScan(torch.autograd.Function):
                 out=dg[..., :k].unflatten(-1, (k // hid, hid)),
             )
             torch.mul(pa[:, s, :, k:], dh, out=dg[..., k:])
-            dc = dc * fc[:, s]  # dL/dC_{s-1}
-        d_h0 = d_hs[:, 0].baddbmm_(dgates[:, 0], weight_hh)
-        # sum_s dgates_s^T h_{s-1} per direction: one batched matmul over all steps.
+            if s or not ctx.zero:  # no dL/dC_{-1} for a zero state that is no input
+                dc = dc * fc[:, s]  # dL/dC_{s-1}
+        # sum_s dgates_s^T h_{s-1} per direction: one batched matmul over all steps (without
+        # step 0 when h_{-1} = 0, whose rows would add nothing).
+        s0 = int(ctx.zero)
         d_w = torch.bmm(
-            dgates.view(n_dir, t_len * batch, gh).transpose(1, 2),
-            hs[:, :-1].reshape(n_dir, t_len * batch, hid),
+            dgates[:, s0:].reshape(n_dir, (t_len - s0) * batch, gh).transpose(1, 2),
+            hs[:, s0:-1].reshape(n_dir, (t_len - s0) * batch, hid),
         )
         d_wc = None
         if weight_c is not None:
@@ -177,13 +189,16 @@ class _LSTMScan(torch.autograd.Function):
             d_in = dgates[..., :a].unflatten(-1, (a // hid, hid)) * cs[:, :-1].unsqueeze(3)
             d_out = dgates[..., k:] * cs[:, 1:]
             d_wc = torch.cat([d_in.sum((1, 2)), d_out.sum((1, 2)).unsqueeze(1)], dim=1)
+        if ctx.zero:
+            return dgates, None, None, d_w, d_wc, None
+        d_h0 = d_hs[:, 0].baddbmm_(dgates[:, 0], weight_hh)
         return dgates, d_h0, dc, d_w, d_wc, None
 
 
 def lstm_scan_directions(
     xp: Tensor,
-    h0: Tensor,
-    c0: Tensor,
+    h0: Tensor | None,
+    c0: Tensor | None,
     weight_hh: Tensor,
     weight_c: Tensor | None = None,
     coupled: bool = False,
@@ -197,8 +212,9 @@ def lstm_scan_directions(
     Args:
         xp: (D, T, B, G*H) pre-activations W_x x + b, gate blocks (i, f, g, o), or (f, g, o)
             when `coupled`.
-        h0: (D, B, H) initial h per direction.
-        c0: (D, B, H) initial C per direction.
+        h0: (D, B, H) initial h per direction, or None with c0 None: a zero state, for which
+            step 0 skips its matmul and peephole terms and the backward pass skips d(h0, C0).
+        c0: (D, B, H) initial C per direction, or None (with h0 None).
         weight_hh: (D, G*H, H) recurrent weights per direction.
         weight_c: (D, G-1, H) diagonal peepholes ((i, f, o) or (f, o)) per direction, or None.
         coupled: input gate = 1 - f.
@@ -213,8 +229,14 @@ def lstm_scan_directions(
     n_gates = 3 if coupled else 4
     check_shape(weight_hh, (n_dir, n_gates * hid, hid), "weight_hh")
     check_shape(xp, (n_dir, t_len, batch, n_gates * hid), "xp")
-    check_shape(h0, (n_dir, batch, hid), "h0")
-    check_shape(c0, (n_dir, batch, hid), "c0")
+    if (h0 is None) != (c0 is None):
+        raise ValueError(
+            "h0, c0: expected both tensors or both None (zero state), got "
+            f"h0 {'None' if h0 is None else 'given'} and c0 {'None' if c0 is None else 'given'}"
+        )
+    if h0 is not None and c0 is not None:
+        check_shape(h0, (n_dir, batch, hid), "h0")
+        check_shape(c0, (n_dir, batch, hid), "c0")
     if weight_c is not None:
         check_shape(weight_c, (n_dir, n_gates - 1, hid), "weight_c")
     if t_len == 0:
