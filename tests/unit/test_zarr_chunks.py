@@ -1,0 +1,151 @@
+"""Direct Zarr chunk reads: the same values as xarray and zarr-python, or zarr-python's path."""
+
+from __future__ import annotations
+
+import numcodecs
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+import zarr
+import zarr.codecs
+
+from forecast.data.reader import FrameReader
+from forecast.data.sources import StoreSource
+from forecast.data.zarr_chunks import ChunkCache, ChunkedArray, open_chunked
+from forecast.errors import DataError
+
+CODECS = {
+    3: {
+        "zstd": [zarr.codecs.ZstdCodec()],
+        "none": None,
+        "gzip": [zarr.codecs.GzipCodec()],
+        "blosc": [zarr.codecs.BloscCodec(cname="lz4", shuffle="bitshuffle")],
+    },
+    2: {
+        "zstd": [numcodecs.Zstd()],
+        "none": None,
+        "gzip": [numcodecs.GZip()],
+        "blosc": [numcodecs.Blosc(cname="zstd", shuffle=numcodecs.Blosc.SHUFFLE)],
+    },
+}
+
+
+def _dataset(seed: int = 0) -> xr.Dataset:
+    rng = np.random.default_rng(seed)
+    u = rng.normal(5, 2, (23, 7, 9)).astype("f4")
+    u[3, 2, 4] = np.nan
+    u[10:12] = np.nan
+    packed = rng.normal(280, 10, (23, 7, 9))
+    packed[5, 0, 0] = np.nan  # written as the int16 _FillValue
+    return xr.Dataset(
+        {"u": (("time", "lat", "lon"), u), "air": (("time", "lat", "lon"), packed)},
+        coords={"time": pd.date_range("2020-01-01", periods=23, freq="h")},
+    )
+
+
+def _write(tmp_path, fmt: int, codec: str, chunks=(5, 4, 5)):
+    path = tmp_path / f"s{fmt}_{codec}.zarr"
+    comp = CODECS[fmt][codec]
+    enc = {
+        "u": {"compressors": comp, "chunks": chunks},
+        "air": {
+            "compressors": comp,
+            "chunks": chunks,
+            "dtype": "int16",
+            "scale_factor": 0.01,
+            "add_offset": 280.0,
+            "_FillValue": -32767,
+        },
+    }
+    _dataset().to_zarr(path, zarr_format=fmt, encoding=enc, consolidated=fmt == 2)
+    return path
+
+
+def _random_keys(rng, shape, n):
+    for _ in range(n):
+        key = []
+        for size in shape:
+            lo = int(rng.integers(0, size))
+            hi = int(rng.integers(lo + 1, size + 1))
+            key.append(slice(lo, hi, int(rng.integers(1, 7))))
+        yield tuple(key)
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+@pytest.mark.parametrize("codec", ["zstd", "none", "gzip", "blosc"])
+def test_direct_reads_equal_xarray_isel(tmp_path, fmt, codec):
+    path = _write(tmp_path, fmt, codec)
+    # a missing chunk file reads as the fill value (masked to NaN by the CF decoding)
+    chunk_dir = path / "u" / "c" if fmt == 3 else path / "u"
+    missing = chunk_dir / ("1/1/0" if fmt == 3 else "1.1.0")
+    missing.unlink()
+    (path / "air" / ("c/2/0/1" if fmt == 3 else "2.0.1")).unlink()
+    src = StoreSource(str(path))
+    want = src.open()
+    r = FrameReader(src, ["u", "air"], ("lat", "lon"), memory_budget_mb=1e-4, cache_mb=0.01)
+    assert all(isinstance(d.array, ChunkedArray) for d in r._direct)  # the direct path
+    rng = np.random.default_rng(fmt)
+    for key in _random_keys(rng, (23, 7, 9), 25):
+        got = r.read(key[0], key[1:])
+        sel = {"time": key[0], "lat": key[1], "lon": key[2]}
+        ref = np.stack([want[v].isel(sel).values for v in ("u", "air")], axis=1)
+        np.testing.assert_array_equal(got, ref.astype("f4"))
+    full = r.read(slice(0, 23))
+    assert np.isnan(full[5:10, 0, 4:7, 0:4]).all()  # the deleted chunk
+    assert np.isnan(full[10:12, 0]).all() and np.isnan(full[5, 1, 0, 0])
+    assert r._cache.hits > 0 and r._cache.nbytes <= r._cache.max_bytes
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_raw_values_equal_zarr_python(tmp_path, fmt):
+    """Index math against zarr itself: steps, edge chunks that do not divide, big-endian."""
+    path = tmp_path / "raw.zarr"
+    rng = np.random.default_rng(7)
+    data = rng.integers(-1000, 1000, (13, 11, 6)).astype(">i4" if fmt == 2 else "i4")
+    kw = {"compressors": None} if fmt == 2 else {}
+    arr = zarr.create_array(path, shape=data.shape, chunks=(4, 3, 5), dtype=data.dtype,
+                            zarr_format=fmt, fill_value=-7, **kw)  # fmt: skip
+    arr[...] = data
+    arr[4:8, 3:6, 0:5] = -7  # an all-fill chunk is not written
+    direct = open_chunked(path)
+    assert direct is not None and direct.dtype == np.dtype("i4")
+    for key in _random_keys(rng, data.shape, 60):
+        np.testing.assert_array_equal(direct[key], arr[key])
+
+
+def test_cache_is_bounded_lru():
+    cache = ChunkCache(max_bytes=3 * 8)
+    for i in range(4):
+        cache.put(("a", i), np.zeros(2))  # 16 bytes each: one fits beside another
+    assert cache.nbytes == 16 and cache.get(("a", 3)) is not None and cache.get(("a", 0)) is None
+    cache.put(("big",), np.zeros(4))  # larger than the bound: not kept
+    assert cache.get(("big",)) is None and cache.nbytes == 16
+
+
+def test_sharded_store_falls_back_to_zarr_python(tmp_path):
+    path = _write(tmp_path, 3, "zstd")
+    ds = _dataset()
+    sharded = tmp_path / "sharded.zarr"
+    ds[["u"]].to_zarr(
+        sharded,
+        zarr_format=3,
+        consolidated=False,
+        encoding={"u": {"chunks": (5, 7, 9), "shards": (10, 7, 9)}},
+    )
+    assert open_chunked(sharded / "u") is None
+    r = FrameReader(StoreSource(str(sharded)), ["u"], ("lat", "lon"), memory_budget_mb=1e-4)
+    assert r._direct[0] is not None and not isinstance(r._direct[0].array, ChunkedArray)
+    np.testing.assert_array_equal(r.read(slice(3, 17, 2))[:, 0], ds["u"].values[3:17:2])
+    assert open_chunked(path / "u") is not None
+
+
+@pytest.mark.parametrize("damage", [b"\x00garbage" * 3, b""])
+def test_corrupt_or_truncated_chunk_is_a_clear_error(tmp_path, damage):
+    path = _write(tmp_path, 3, "zstd" if damage else "none")
+    (path / "u" / "c" / "1" / "0" / "0").write_bytes(damage)
+    r = FrameReader(StoreSource(str(path)), ["u"], ("lat", "lon"), memory_budget_mb=1e-4)
+    assert isinstance(r._direct[0].array, ChunkedArray)
+    r.read(slice(0, 5))  # chunks before the damaged one still read
+    with pytest.raises(DataError, match=r"'u' at time rows 4:9.*corrupt.*re-create"):
+        r.read(slice(4, 9))
