@@ -12,6 +12,7 @@ import functools
 import importlib
 import inspect
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from torch import nn
 
 from forecast.data.normalize import Normalizer
 from forecast.data.spec import DataSpec
+from forecast.serving.runner import Runner, inference_runner
 from forecast.serving.tiles import forecast_tiled
 from forecast.serving.validate import check_input, check_variables
 
@@ -183,6 +185,18 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         # inputs and forecast targets may be different variables of one fitted normaliser
         self.in_norm = fitted.subset(self.metadata["variables"])
         self.out_norm = fitted.subset(self.metadata.get("targets", self.metadata["variables"]))
+        # one forward at a time: a server calls predict from several threads, and concurrent
+        # forwards would each start their own intra-op thread team on the same cores
+        self.lock = threading.Lock()
+        self.runner = self._runner()
+
+    def _runner(self) -> Runner:
+        """The fused inference graph of the net (whole-grid and sensor nets), else eager."""
+        if self.tiled:  # tiles reach the net in batches of changing size: stay eager
+            return Runner(self.net, "eager", "served by tiles")
+        gen = torch.Generator().manual_seed(0)
+        probe = torch.randn(1, *(int(s) for s in self.metadata["sample_shape"]), generator=gen)
+        return inference_runner(self.net, probe)
 
     def _reads_whole_grid(self, kwargs: dict[str, Any]) -> bool:
         """Whether a net trained on patches can read the whole grid in one pass.
@@ -209,11 +223,11 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         """
         axis = int(self.metadata["channel_axis"])
         z = np.nan_to_num(self.in_norm.transform(x, axis=axis).astype(np.float32), nan=0.0)
-        with torch.inference_mode():
+        with self.lock, torch.inference_mode():
             if self.tiled and self.patch is not None:
                 y = forecast_tiled(self.net, torch.from_numpy(z), self.patch).numpy()
             else:
-                y = self.net(torch.from_numpy(z)).numpy()
+                y = self.runner.fn(torch.from_numpy(z)).numpy()
         return self.out_norm.inverse(y, axis=axis).astype(np.float32)
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
