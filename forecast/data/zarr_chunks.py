@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -137,6 +138,7 @@ class ChunkedArray:
         return np.frombuffer(buf, dtype=self.disk_dtype).reshape(self.chunks)
 
     def _chunk(self, index: tuple[int, ...]) -> np.ndarray | None:
+        """The chunk at ``index``, from the cache or decoded (and then cached)."""
         key = (id(self), index)
         chunk = self.cache.get(key)
         if chunk is None:
@@ -144,6 +146,33 @@ class ChunkedArray:
             if chunk is not None:
                 self.cache.put(key, chunk)
         return chunk
+
+    def _read_rows(self, index: tuple[int, ...], rows: slice, target: np.ndarray) -> None:
+        """Read chunk rows straight into ``target`` (raw bytes, C-contiguous rows: no decode)."""
+        path = self.folder / self.chunk_name(index)
+        try:
+            f = open(path, "rb", buffering=0)  # closed by the with below
+        except FileNotFoundError:
+            target[...] = self.fill
+            return
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            if size != self.chunk_nbytes:
+                raise ValueError(
+                    f"chunk '{path}' holds {size} bytes, expected {self.chunk_nbytes} "
+                    f"({self.chunks} x {self.disk_dtype})"
+                )
+            f.seek(rows.start * (self.chunk_nbytes // self.chunks[0]))
+            f.readinto(memoryview(target).cast("B"))
+
+    def _contiguous(self, inner: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
+        """Whether the chunk part ``inner`` is whole rows of the chunk and of the output."""
+        if self.codec is not None or self.disk_dtype != self.dtype or inner[0].step != 1:
+            return False
+        return all(
+            k.start == 0 and k.stop == c and k.step == 1 and n == c
+            for k, c, n in zip(inner[1:], self.chunks[1:], shape[1:], strict=True)
+        )
 
     def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray:
         """Values at ``key`` (one slice per dim, steps allowed), a fresh native-order array."""
@@ -169,12 +198,16 @@ class ChunkedArray:
                              slice(o0, o0 + n)))  # fmt: skip
             pieces.append(hits)
         for combo in itertools.product(*pieces):
-            chunk = self._chunk(tuple(h[0] for h in combo))
-            target = tuple(h[2] for h in combo)
+            index = tuple(h[0] for h in combo)
+            inner, target = tuple(h[1] for h in combo), tuple(h[2] for h in combo)
+            if self._contiguous(inner, out.shape):
+                self._read_rows(index, inner[0], out[target])  # only the bytes needed
+                continue
+            chunk = self._chunk(index)
             if chunk is None:
                 out[target] = self.fill  # a chunk never written holds the fill value
             else:
-                out[target] = chunk[tuple(h[1] for h in combo)]
+                out[target] = chunk[inner]
         return out
 
 

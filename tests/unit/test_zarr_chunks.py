@@ -149,3 +149,25 @@ def test_corrupt_or_truncated_chunk_is_a_clear_error(tmp_path, damage):
     r.read(slice(0, 5))  # chunks before the damaged one still read
     with pytest.raises(DataError, match=r"'u' at time rows 4:9.*corrupt.*re-create"):
         r.read(slice(4, 9))
+
+
+def test_whole_rows_of_raw_chunks_are_read_in_place(tmp_path, monkeypatch):
+    """Uncompressed chunks spanning the grid: only the rows a window needs are read, no decode."""
+    path = tmp_path / "rows.zarr"
+    enc = {"u": {"compressors": None, "chunks": (5, 7, 9)}}
+    _dataset()[["u"]].to_zarr(path, zarr_format=3, consolidated=False, encoding=enc)
+    (path / "u" / "c" / "2" / "0" / "0").unlink()
+    ref = zarr.open_array(path / "u", mode="r")
+    direct = open_chunked(path / "u")
+    rows = []
+    read_rows = ChunkedArray._read_rows
+    monkeypatch.setattr(
+        ChunkedArray, "_read_rows", lambda self, i, r, t: rows.append(r) or read_rows(self, i, r, t)
+    )
+    for lo, hi in [(0, 23), (3, 9), (12, 13), (9, 16), (20, 23)]:
+        key = (slice(lo, hi), slice(None), slice(None))
+        np.testing.assert_array_equal(direct[key], ref[key])
+    assert slice(3, 5, 1) in rows and direct.cache.misses == 0  # nothing went through decode
+    (path / "u" / "c" / "1" / "0" / "0").write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match="holds 100 bytes"):
+        direct[(slice(4, 6), slice(None), slice(None))]
