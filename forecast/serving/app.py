@@ -6,6 +6,9 @@ bodies), so clients written for ``mlflow models serve`` work unchanged. What is 
 - :class:`BodyLimit`: a body over ``max_bytes`` gets HTTP 413 with a JSON message before MLflow
   parses anything. ``Content-Length`` is checked first; a chunked body is counted while it streams
   and nothing past the cap is kept (MLflow reads the whole body into memory, uncapped).
+- :class:`~forecast.serving.fast_path.FastInvocations` (the project's own pyfunc only): good
+  plain-JSON forecasts are answered without MLflow's JSON parser and encoder; every other request,
+  bad ones included, goes on to MLflow's app.
 - :class:`CleanErrors`: MLflow prefixes a model's own 400 message with
   ``Failed to predict data '<summarised array>'``; the prefix is cut so the client reads only what
   was expected. Any other body passes through untouched.
@@ -20,6 +23,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 Message = MutableMapping[str, Any]
+Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
@@ -200,9 +204,23 @@ class CleanErrors:
         await self.app(scope, receive, rewrite)
 
 
-def guard(app: ASGIApp, max_bytes: int) -> ASGIApp:
-    """Wrap MLflow's scoring app: byte cap outermost, then the message cleanup."""
-    return BodyLimit(CleanErrors(app), max_bytes)
+def guard(
+    app: ASGIApp, max_bytes: int, model: Any = None, sample_shape: list[int] | None = None
+) -> ASGIApp:
+    """Wrap MLflow's scoring app: byte cap outermost, then the fast path, then message cleanup.
+
+    Args:
+        app: MLflow's scoring app for ``model``.
+        max_bytes: the request byte cap.
+        model: the loaded ``PyFuncModel``; with ``sample_shape``, good requests take the fast path.
+        sample_shape: one sample's shape (the pyfunc's metadata).
+    """
+    inner: ASGIApp = CleanErrors(app)
+    if model is not None and sample_shape is not None:
+        from forecast.serving.fast_path import FastInvocations
+
+        inner = FastInvocations(inner, model, sample_shape)
+    return BodyLimit(inner, max_bytes)
 
 
 def create_app() -> ASGIApp:
@@ -215,12 +233,13 @@ def create_app() -> ASGIApp:
     from mlflow.pyfunc import scoring_server
 
     model = mlflow.pyfunc.load_model(os.environ[ENV_MODEL])
+    metadata = getattr(model.unwrap_python_model(), "metadata", None)
     cap = os.environ.get(ENV_MAX_BYTES)
     if cap:
         max_bytes = int(cap)
-    else:
-        metadata = getattr(model.unwrap_python_model(), "metadata", None)
-        if not metadata:
-            raise ValueError(f"{ENV_MAX_BYTES} is needed for a model without forecast metadata")
+    elif metadata:
         max_bytes = default_max_bytes(metadata)
-    return guard(scoring_server.init(model), max_bytes)
+    else:
+        raise ValueError(f"{ENV_MAX_BYTES} is needed for a model without forecast metadata")
+    shape = metadata.get("sample_shape") if metadata else None
+    return guard(scoring_server.init(model), max_bytes, model, shape)
