@@ -232,7 +232,9 @@ class StackedRecurrent(nn.Module):
             else:
                 outs = []
                 for k, cell in enumerate(cells):
-                    xp = cell.project_input(seq)  # (T, B, G*H), all steps at once
+                    # (T, B, G*H), all steps at once; unbind so that the backward pass stacks
+                    # the step gradients once instead of zero-filling a (T, B, G*H) per step.
+                    xp = cell.project_input(seq).unbind(0)
                     h = None if st is None else st[k]
                     steps: list[Tensor] = [seq] * t_len  # placeholders, all overwritten
                     for t in range(t_len - 1, -1, -1) if k else range(t_len):
