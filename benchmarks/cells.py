@@ -1,7 +1,7 @@
 """Training-step time of the recurrent family against references measured in the same run.
 
 Run: python -m benchmarks.cells [--repeats N] [--conv-repeats N] [--skip-conv] [--skip-vector]
-[--threads N]
+[--threads N] [--compile] [--skip-ceiling]
 Prints a table per part and, as the very last line, one JSON object with every figure.
 
 Part 1: 2-layer bidirectional stacks, hidden 128, input 7, length 96, batch 32; ratio to
@@ -83,6 +83,13 @@ def bench_vector(device: torch.device, repeats: int) -> dict[str, float]:
     for name, model in variants.items():
         model.to(device)
         steps[name] = train_step(model, lambda m=model: m(x)[0])
+    if device.type == "cuda":
+        from benchmarks.cells_options import graphed_train_step
+
+        graphed = StackedRecurrent(**kw, peephole=True).to(device)
+        steps["peephole LSTM, CUDA graph"] = graphed_train_step(
+            graphed, lambda: graphed(x)[0], device
+        )
     return median_step_seconds(steps, device, repeats)
 
 
@@ -176,6 +183,19 @@ def bench_conv(device: torch.device, repeats: int) -> dict[str, float]:
         ),
         "textbook ConvLSTM bf16 autocast": train_step(textbook, autocast_bf16(lambda: textbook(x))),
     }
+    if device.type == "cuda":
+        from benchmarks.cells_options import graphed_train_step
+
+        graphed = ConvRecurrentStack(c_in, hidden, k, channels_last=True).to(device)
+
+        def graphed_forward() -> Tensor:
+            # No autocast weight cache: cached casts would be freed outside the captured graph.
+            with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False):
+                return graphed(x)[0]
+
+        steps["ConvRecurrentStack bf16 channels_last, CUDA graph"] = graphed_train_step(
+            graphed, graphed_forward, device
+        )
     out: dict[str, float] = {"batch": batch, "frames": t_len}
     flops = gate_conv_flops(batch, t_len, c_in, hidden, k, grid)
     out["gate_conv_gflop_per_step"] = flops / 1e9
@@ -186,7 +206,7 @@ def bench_conv(device: torch.device, repeats: int) -> dict[str, float]:
 
 
 def main() -> None:
-    """Run both parts and print the tables and the final JSON line."""
+    """Run the parts and print the tables and the final JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--conv-repeats", type=int, default=3)
@@ -195,46 +215,103 @@ def main() -> None:
         "--threads", type=int, default=0, help="intra-op threads for this run (0: torch default)"
     )
     parser.add_argument("--skip-vector", action="store_true")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time torch.compile variants (compiles ~1 min)"
+    )
+    parser.add_argument(
+        "--skip-ceiling", action="store_true", help="skip the bf16 gate-convolution ceiling"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)  # this benchmark process only
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"device: {device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     result: dict[str, object] = {"device": str(device)}
-
     result["threads"] = torch.get_num_threads()
+    if device.type != "cuda":
+        print("CUDA-graph variants skipped: no CUDA device (graphs capture CUDA kernels only)")
     if not args.skip_vector:
         vec = bench_vector(device, args.repeats)
-        ref = vec["torch.nn.LSTM (reference)"]
         print("\n2-layer bidirectional, hidden 128, input 7, length 96, batch 32 (train step)")
-        print(f"{'variant':42s} {'median ms':>10s} {'x torch.nn.LSTM':>16s}")
-        for name, sec in vec.items():
-            print(f"{name:42s} {sec * 1e3:10.1f} {sec / ref:16.2f}")
-        result["vector_ms"] = {k: round(v * 1e3, 2) for k, v in vec.items()}
-        result["vector_ratio"] = {k: round(v / ref, 3) for k, v in vec.items()}
+        result.update(_print_vector(vec, "vector"))
+    if args.compile:
+        from benchmarks.cells_options import bench_compile
 
+        comp = bench_compile(device, args.repeats)
+        compile_s = {k[: -len(" compile s")]: v for k, v in comp.items() if k.endswith("compile s")}
+        timed = {k: v for k, v in comp.items() if not k.endswith("compile s")}
+        print("\ntorch.compile, peephole biLSTM of the table above (train step)")
+        result.update(_print_vector(timed, "compile"))
+        for name, sec in compile_s.items():
+            print(f"compile time of {name!r}: {sec:.1f} s (not in the step time)")
+        result["compile_s"] = {k: round(v, 1) for k, v in compile_s.items()}
     if not args.skip_conv:
-        conv = bench_conv(device, args.conv_repeats)
-        cref = conv["textbook ConvLSTM fp32 (reference)"]
-        gflop = conv["gate_conv_gflop_per_step"]
-        print(
-            f"\nConvLSTM 4x128, 5x5, 16x16, {conv['frames']} frames, batch {conv['batch']} "
-            f"(train step; gate convs {gflop:.0f} GFLOP)"
-        )
-        print(f"{'variant':56s} {'median s':>9s} {'x textbook':>11s} {'GFLOP/s':>9s}")
-        timed = {k: v for k, v in conv.items() if "ConvLSTM" in k or "Stack" in k}
-        for name, sec in timed.items():
-            print(f"{name:56s} {sec:9.3f} {sec / cref:11.2f} {gflop / sec:9.0f}")
-        print(
-            f"relative error fp32 vs textbook: {conv['fp32_rel_error_vs_textbook']:.2e}; "
-            f"bf16 vs fp32: {conv['bf16_rel_error_vs_fp32']:.2e}"
-        )
-        result["conv_s"] = {k: round(v, 4) for k, v in timed.items()}
-        result["conv_ratio"] = {k: round(v / cref, 3) for k, v in timed.items()}
-        result["conv_gflops"] = {k: round(gflop / v, 1) for k, v in timed.items()}
-        result["conv_bf16_rel_error"] = conv["bf16_rel_error_vs_fp32"]
-        result["conv_fp32_rel_error"] = conv["fp32_rel_error_vs_textbook"]
+        result.update(_run_conv(device, args.conv_repeats, not args.skip_ceiling))
     print(json.dumps(result))
+
+
+def _print_vector(vec: dict[str, float], key: str) -> dict[str, object]:
+    ref = vec["torch.nn.LSTM (reference)"]
+    print(f"{'variant':44s} {'median ms':>10s} {'x torch.nn.LSTM':>16s}")
+    for name, sec in vec.items():
+        print(f"{name:44s} {sec * 1e3:10.1f} {sec / ref:16.2f}")
+    return {
+        f"{key}_ms": {k: round(v * 1e3, 2) for k, v in vec.items()},
+        f"{key}_ratio": {k: round(v / ref, 3) for k, v in vec.items()},
+    }
+
+
+def _run_conv(device: torch.device, repeats: int, ceiling: bool) -> dict[str, object]:
+    conv = bench_conv(device, repeats)
+    cref = conv["textbook ConvLSTM fp32 (reference)"]
+    gflop = conv["gate_conv_gflop_per_step"]
+    print(
+        f"\nConvLSTM 4x128, 5x5, 16x16, {conv['frames']} frames, batch {conv['batch']} "
+        f"(train step; gate convs {gflop:.0f} GFLOP)"
+    )
+    print(f"{'variant':56s} {'median s':>9s} {'x textbook':>11s} {'GFLOP/s':>9s}")
+    timed = {k: v for k, v in conv.items() if "ConvLSTM" in k or "Stack" in k}
+    for name, sec in timed.items():
+        print(f"{name:56s} {sec:9.3f} {sec / cref:11.2f} {gflop / sec:9.0f}")
+    print(
+        f"relative error fp32 vs textbook: {conv['fp32_rel_error_vs_textbook']:.2e}; "
+        f"bf16 vs fp32: {conv['bf16_rel_error_vs_fp32']:.2e}"
+    )
+    out: dict[str, object] = {
+        "conv_s": {k: round(v, 4) for k, v in timed.items()},
+        "conv_ratio": {k: round(v / cref, 3) for k, v in timed.items()},
+        "conv_gflops": {k: round(gflop / v, 1) for k, v in timed.items()},
+        "conv_bf16_rel_error": conv["bf16_rel_error_vs_fp32"],
+        "conv_fp32_rel_error": conv["fp32_rel_error_vs_textbook"],
+    }
+    if not ceiling:
+        return out
+    from benchmarks.cells_options import conv_ceiling
+
+    ceil = conv_ceiling(device, int(conv["batch"]), int(conv["frames"]), 16, [128] * 4, 5, 16, 3)
+    print("\nceiling: the same step's gate convolutions alone (fwd + grad input + grad weight)")
+    print(f"{'dtype, layout':56s} {'s':>9s} {'x textbook':>11s} {'GFLOP/s':>9s}")
+    for name, sec in ceil.items():
+        print(f"{name:56s} {sec:9.3f} {sec / cref:11.2f} {gflop / sec:9.0f}")
+    fp32_best = min(ceil["fp32 NCHW"], ceil["fp32 channels_last"])
+    bf16_best = min(ceil["bf16 NCHW"], ceil["bf16 channels_last"])
+    ours_bf16 = min(v for k, v in timed.items() if "Stack" in k and "bf16" in k)
+    summary = {
+        "hardware_bf16_over_fp32_speed": fp32_best / bf16_best,
+        "best_possible_bf16_speedup_vs_textbook": cref / bf16_best,
+        "ours_bf16_speedup_vs_textbook": cref / ours_bf16,
+        "ours_bf16_fraction_of_ceiling": bf16_best / ours_bf16,
+    }
+    print(
+        f"bf16/fp32 convolution speed (hardware + oneDNN): "
+        f"{summary['hardware_bf16_over_fp32_speed']:.2f}x; bf16 convs alone would be "
+        f"{summary['best_possible_bf16_speedup_vs_textbook']:.2f}x faster than the textbook "
+        f"step; our best bf16 stack is {summary['ours_bf16_speedup_vs_textbook']:.2f}x, i.e. "
+        f"{summary['ours_bf16_fraction_of_ceiling']:.0%} of that ceiling"
+    )
+    out["conv_ceiling_s"] = {k: round(v, 4) for k, v in ceil.items()}
+    out["conv_ceiling_summary"] = {k: round(v, 3) for k, v in summary.items()}
+    return out
 
 
 if __name__ == "__main__":
