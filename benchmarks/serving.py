@@ -8,11 +8,13 @@ sensor net (2-layer LSTM, hidden 64, input (96, 1, 7), horizon 24) and the synth
 conf/model/conv_lstm.yaml (input (12, 1, 32, 32), horizon 6). Each is logged, registered and
 served as `models:/<name>@champion` on 127.0.0.1 twice in the same run: by `mlflow models serve
 --env-manager local` (the reference) and by `python -m forecast.serving.server` (MLflow's app behind
-our byte cap and message cleanup). Single-sample requests over keep-alive HTTP, 1 client and 16
-concurrent clients; ratios are against `mlflow models serve` and against the pyfunc's own `predict`
-in this process (no HTTP, no JSON). Last, 10,000 requests from 16 clients with malformed ones
-interleaved (every 4th, one of them over the byte cap) against our server for the sensor model:
-count of 5xx answers and whether it is still up.
+our byte cap and message cleanup, with a fast path for good plain-JSON forecast requests). Both
+load the same pyfunc, which runs a traced, frozen graph of the net (forecast.serving.runner), with
+the same intra-op thread count (--threads). Single-sample requests over keep-alive HTTP, 1 client
+and 16 concurrent clients; ratios are against `mlflow models serve` and against MLflow's three
+stages (JSON parse, predict, JSON encode) run in this process without HTTP. Last, 10,000 requests
+from 16 clients with malformed ones interleaved (every 4th, one of them over the byte cap) against
+our server for the sensor model: count of 5xx answers and whether it is still up.
 """
 
 from __future__ import annotations
@@ -154,16 +156,19 @@ def pct(xs: list[float], q: float) -> float:
 
 
 def in_process_ms(uri: str, name: str, x: np.ndarray, n: int) -> dict[str, float]:
-    """Median ms of the scoring server's three stages run in this process (the reference).
+    """Median ms of the scoring servers' stages run in this process (no HTTP).
 
     ``parse``: JSON body -> array checked against the signature (MLflow's own parser);
     ``predict``: the loaded pyfunc's predict (validation, normalisation, net); ``encode``: the
-    answer to JSON (MLflow's own encoder).
+    answer to JSON (MLflow's own encoder). ``fast_parse`` / ``fast_encode``: the same two steps
+    in our server's fast path (:mod:`forecast.serving.fast_path`). ``total`` is MLflow's path,
+    ``fast_total`` ours.
     """
     from io import StringIO
 
     from mlflow.pyfunc.scoring_server import _parse_json_data, predictions_to_json
 
+    from forecast.serving.fast_path import encode_predictions, parse_request
     from forecast.tracking.registry import load_version
 
     model = load_version(uri, name, "champion")
@@ -174,6 +179,8 @@ def in_process_ms(uri: str, name: str, x: np.ndarray, n: int) -> dict[str, float
         "parse": lambda: _parse_json_data(body, model.metadata, schema),
         "predict": lambda: model.predict(x),
         "encode": lambda: predictions_to_json(y, StringIO()),
+        "fast_parse": lambda: parse_request(body.encode(), x.shape[1:]),
+        "fast_encode": lambda: encode_predictions(y),
     }
     out = {}
     for stage, f in stages.items():
@@ -184,7 +191,8 @@ def in_process_ms(uri: str, name: str, x: np.ndarray, n: int) -> dict[str, float
             f()
             ts.append(time.perf_counter() - t0)
         out[stage] = statistics.median(ts) * 1e3
-    out["total"] = sum(out.values())
+    out["total"] = out["parse"] + out["predict"] + out["encode"]
+    out["fast_total"] = out["fast_parse"] + out["predict"] + out["fast_encode"]
     return out
 
 
@@ -225,6 +233,10 @@ def serve_and_measure(
     try:
         wait_ready(proc, port, timeout=180)
         clients_run(port, good, 1, 20)  # warm-up
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
+        row["_answer"] = np.asarray(json.loads(conn.getresponse().read())["predictions"])
+        conn.close()
         c = Client(port)
         row["ping_p50_ms"] = statistics.median(c.ping() for _ in range(100)) * 1e3
         for n in (1, 16):
@@ -257,6 +269,8 @@ def measure(uri: str, key: str, name: str, entry: dict[str, Any], args: Any, tmp
     row["in_process_ms"] = ref
     for server in SERVERS[::-1] if args.reverse else SERVERS:
         row[server] = serve_and_measure(server, uri, key, name, x, args, tmp)
+    answers = [row[server].pop("_answer") for server in SERVERS]
+    row["same_answer"] = bool(np.array_equal(*answers))  # both servers, the same numbers
     return row
 
 
@@ -265,7 +279,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--requests", type=int, default=300, help="per latency measurement")
     p.add_argument("--stress", type=int, default=10_000, help="requests in the stress run")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads of the server")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads of both servers")
     p.add_argument("--reverse", action="store_true", help="serve with our CLI first (order check)")
     args = p.parse_args()
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
@@ -292,9 +306,12 @@ def main() -> None:
                       f"{c['p50_ms'] / ref['total']:13.2f}")  # fmt: skip
         print(f"{key:8s} in-process reference (median ms): parse JSON {ref['parse']:.2f} + "
               f"predict {ref['predict']:.2f} + encode JSON {ref['encode']:.2f} = "
-              f"{ref['total']:.2f}; request body {r['payload_bytes']} bytes; GET /ping p50 "
+              f"{ref['total']:.2f}; fast path: parse {ref['fast_parse']:.2f} + predict + "
+              f"encode {ref['fast_encode']:.2f} = {ref['fast_total']:.2f}; "
+              f"request body {r['payload_bytes']} bytes; GET /ping p50 "
               f"mlflow {r['mlflow']['ping_p50_ms']:.2f} ms, forecast "
-              f"{r['forecast']['ping_p50_ms']:.2f} ms")  # fmt: skip
+              f"{r['forecast']['ping_p50_ms']:.2f} ms; same forecast from both servers: "
+              f"{r['same_answer']}")  # fmt: skip
     s = result["sensor"]["forecast"].get("stress")
     if s:
         print(f"\nstress (forecast server): {s['requests']} requests from 16 clients, every 4th "

@@ -53,6 +53,7 @@ def test_grid_bound_net_serves_the_whole_grid_by_tiles(tmp_path, spec):
     kwargs = {"in_channels": 1, "horizon": H, "hidden_size": 4, "grid": list(spec.grid)}
     m, net = bundle(tmp_path, spec, "forecast.models.step_rnn.StepRNN", kwargs)
     assert isinstance(net, StepRNN) and m.tiled
+    assert m.runner.kind == "eager" and m.runner.reason == "served by tiles"
     x = raw((16, 12))
     y = m.predict(None, x)
     assert y.shape == (2, H, 1, 16, 12) and np.isfinite(y).all()
@@ -67,6 +68,7 @@ def test_convolutional_net_serves_the_whole_grid_in_one_pass(tmp_path, spec):
     kwargs = {"in_channels": 1, "horizon": H, "hidden_channels": [4], "patch": 2}
     m, net = bundle(tmp_path, spec, "forecast.models.conv_lstm.ConvLSTMForecaster", kwargs)
     assert isinstance(net, ConvLSTMForecaster) and not m.tiled
+    assert m.runner.kind == "torchscript"  # the whole grid through the traced graph
     x = raw((16, 12))
     with torch.no_grad():
         whole = net(torch.from_numpy((x - 5) / 2)).numpy() * 2 + 5
