@@ -91,6 +91,24 @@ def test_good_requests_any_batch_size(server):
     assert status == 200
 
 
+@pytest.fixture(scope="module")
+def champion(trained):
+    from forecast.tracking.registry import load_version
+
+    return load_version(f"sqlite:///{trained}/mlflow.db", "forecast-synthetic", "champion")
+
+
+@pytest.mark.slow
+def test_answers_are_the_pyfuncs_predict(server, champion):
+    """Our fast path and MLflow's path both answer exactly what the loaded pyfunc predicts."""
+    port, _, _ = server
+    x = (0.3 + np.random.default_rng(0).standard_normal((2, CTX, 1, *GRID))).astype(np.float32)
+    status, body = post(port, json.dumps({"inputs": x.tolist()}))
+    assert status == 200, body[:300]
+    got = np.asarray(json.loads(body)["predictions"], dtype=np.float32)
+    np.testing.assert_array_equal(got, champion.predict(x))
+
+
 def nan_window() -> str:
     x = window()
     x[0][3][0][2][2] = float("nan")
