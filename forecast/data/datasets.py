@@ -6,9 +6,11 @@ and flagged, so nothing downstream mistakes a fill for data.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from forecast.data.normalize import Normalizer
 from forecast.data.reader import FrameReader
@@ -24,10 +26,36 @@ def _scale(
     ``raw`` may be a view of a loaded array, so the first operation allocates and the rest work
     in place on that copy (this path runs once per sample).
     """
-    z = (raw - offset) * inv_scale
+    z = np.subtract(raw, offset, dtype=np.float32)
+    z *= inv_scale  # in place: one window-sized buffer per sample, not two
     mask = np.isfinite(z)
     np.copyto(z, np.float32(0.0), where=~mask)
     return torch.from_numpy(z), torch.from_numpy(mask)
+
+
+class WindowBatch(list[Item]):
+    """Items of one batch that are views of already stacked tensors (``batch``).
+
+    ``default_collate`` still sees a list of items (and copies them); :func:`collate_windows`
+    hands over ``batch`` itself.
+    """
+
+    def __init__(self, batch: Item) -> None:
+        n = len(batch["start"])
+        super().__init__({k: v[b] for k, v in batch.items()} for b in range(n))
+        self.batch = batch
+
+
+def collate_windows(data: Any) -> Any:
+    """DataLoader ``collate_fn``: a batch built by ``__getitems__`` passes through uncopied.
+
+    Args:
+        data: a :class:`WindowBatch` (from ``GridWindows.__getitems__``) or a list of items.
+
+    Returns:
+        The batch: a dict of tensors with a leading batch dim.
+    """
+    return data.batch if isinstance(data, WindowBatch) else default_collate(data)
 
 
 class GridWindows(Dataset[Item]):
@@ -96,6 +124,48 @@ class GridWindows(Dataset[Item]):
             cal = torch.from_numpy(self.calendar[self._rows(s)])
             item["calendar"], item["calendar_y"] = cal[: self.context], cal[self.context :]
         return item
+
+    def __getitems__(self, indices: list[int]) -> WindowBatch:
+        """A whole batch, each window normalised straight into its slot (see ``__getitem__``).
+
+        Collating separate items holds every window twice (items, then the stacked batch);
+        writing into the batch buffers keeps one window's temporaries at a time.
+
+        Returns:
+            A :class:`WindowBatch` whose ``batch`` holds ``x (B, context, C, h, w)``,
+            ``y (B, horizon, C, h, w)``, masks, ``start (B,)`` and the calendar covariates
+            when configured.
+        """
+        n, c = len(indices), len(self.normalizer.variables)
+        space = self.patch if self.origins is not None else self.reader.space_shape
+        x = np.empty((n, self.context, c, *space), np.float32)
+        y = np.empty((n, self.horizon, c, *space), np.float32)
+        x_mask, y_mask = np.empty(x.shape, bool), np.empty(y.shape, bool)
+        starts = np.empty(n, np.int64)
+        for b, i in enumerate(indices):
+            s = starts[b] = int(self.starts[i // self.n_patches])
+            key: tuple[slice, ...] = ()
+            if self.origins is not None and self.patch is not None:
+                r, q = self.origins[i % self.n_patches]
+                key = (slice(int(r), int(r) + self.patch[0]), slice(int(q), int(q) + self.patch[1]))
+            raw = self.reader.read(self._rows(s), key)  # (L, C, h, w)
+            for z, m, part in ((x, x_mask, raw[: self.context]), (y, y_mask, raw[self.context :])):
+                np.subtract(part, self._offset, out=z[b])
+                z[b] *= self._inv
+                np.isfinite(z[b], out=m[b])
+                np.copyto(z[b], np.float32(0.0), where=~m[b])
+        batch = {
+            "x": torch.from_numpy(x),
+            "y": torch.from_numpy(y),
+            "x_mask": torch.from_numpy(x_mask),
+            "y_mask": torch.from_numpy(y_mask),
+            "start": torch.from_numpy(starts),
+        }
+        if self.calendar is not None:
+            cal = torch.from_numpy(np.stack([self.calendar[self._rows(int(s))] for s in starts]))
+            batch["calendar"] = cal[:, : self.context].contiguous()
+            batch["calendar_y"] = cal[:, self.context :].contiguous()
+        return WindowBatch(batch)
 
 
 class SensorWindows(Dataset[Item]):

@@ -205,6 +205,8 @@ class FrameReader:
                     f"{rows.start}:{rows.stop} ({type(e).__name__}: {e}); the store is corrupt "
                     "there (e.g. a damaged Zarr chunk): re-create or re-download it"
                 ) from e
+        if len(out) == 1 and self._direct[0] is not None:
+            return out[0][:, None]  # a fresh array already: a view, not a second copy
         return np.stack(out, axis=1)
 
     def scan(self, train: tuple[int, int], block_mb: float | None = None) -> Scan:

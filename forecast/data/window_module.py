@@ -18,6 +18,7 @@ import xarray as xr
 from torch.utils.data import DataLoader, Dataset
 
 from forecast.data.calendar import calendar_features
+from forecast.data.datasets import collate_windows
 from forecast.data.normalize import Normalizer
 from forecast.data.reader import FrameReader, Source
 from forecast.data.schema import check_length, validate
@@ -260,6 +261,7 @@ class WindowDataModule(L.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+            collate_fn=collate_windows,  # grid windows arrive batched (__getitems__)
         )
 
     def train_dataloader(self) -> DataLoader:
