@@ -108,7 +108,7 @@ class FrameReader:
         memory_budget_mb: load the whole array when it is at most this big (float32), else
             read each window on demand.
         cache_mb: bound of the decoded-chunk cache of directly read Zarr stores (lazy reads
-            only, per process); None gives a quarter of ``memory_budget_mb``, 0 disables it.
+            only, per process); None gives an eighth of ``memory_budget_mb``, 0 disables it.
     """
 
     def __init__(
@@ -129,7 +129,7 @@ class FrameReader:
             raise DataError(f"{source.path}: crop names {unknown}, not space dims {space_dims}")
         self.memory_budget_mb = float(memory_budget_mb)
         # the cache is part of the budget: overlapping windows then decode a chunk once
-        self.cache_mb = self.memory_budget_mb / 4 if cache_mb is None else float(cache_mb)
+        self.cache_mb = self.memory_budget_mb / 8 if cache_mb is None else float(cache_mb)
         self._cache = ChunkCache(0)
         self._pid: int | None = None
         self._vars: list[xr.Variable] = []
@@ -223,6 +223,17 @@ class FrameReader:
         # a block plus its temporaries (mask, finite values, squares) stays near 2 blocks
         budget = (block_mb or self.memory_budget_mb / 8) * 2**20
         block = max(1, int(budget // per_step))
+        if self._array is None and self._pid != os.getpid():
+            self._open()
+        # one sequential pass reuses no chunk: keep the cache (and its memory) for the windows
+        self._cache.clear()
+        limit, self._cache.max_bytes = self._cache.max_bytes, 0
+        try:
+            return self._scan(train, block)
+        finally:
+            self._cache.max_bytes = limit
+
+    def _scan(self, train: tuple[int, int], block: int) -> Scan:
         c = len(self.variables)
         missing = np.zeros((self.n_times, c), dtype=np.int64)
         count, mean, m2 = np.zeros(c), np.zeros(c), np.zeros(c)
