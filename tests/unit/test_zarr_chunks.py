@@ -175,9 +175,10 @@ def test_whole_rows_of_raw_chunks_are_read_in_place(tmp_path, monkeypatch):
 
 def test_scan_leaves_the_cache_to_the_windows(tmp_path):
     path = _write(tmp_path, 3, "zstd")
-    r = FrameReader(StoreSource(str(path)), ["u"], ("lat", "lon"), memory_budget_mb=1e-3)
-    assert r._cache.max_bytes == int(1e-3 / 8 * 2**20)  # an eighth of the budget by default
+    r = FrameReader(StoreSource(str(path)), ["u"], ("lat", "lon"), memory_budget_mb=4e-3)
+    assert r._cache.max_bytes == int(4e-3 / 8 * 2**20)  # an eighth of the budget by default
+    assert not r.in_memory
     r.scan((0, 15), block_mb=1e-4)
-    assert r._cache.nbytes == 0 and r._cache.max_bytes == int(1e-3 / 8 * 2**20)
+    assert r._cache.nbytes == 0 and r._cache.max_bytes == int(4e-3 / 8 * 2**20)
     r.read(slice(0, 3), (slice(0, 2), slice(0, 2)))
     assert r._cache.nbytes > 0
