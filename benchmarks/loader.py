@@ -6,15 +6,20 @@ uncompressed, and a contiguous NetCDF file with the same field (random normal va
 gains nothing on them). For each, random windows of ``context + horizon`` steps over the whole grid
 are read through
 
-- ``GridWindows`` on a lazy ``FrameReader`` (the data layer's per-window path, no dask),
+- ``GridWindows`` on a lazy ``FrameReader`` (the data layer's per-window path, no dask; a
+  local Zarr store is read chunk file by chunk file, see ``forecast/data/zarr_chunks.py``), with
+  a memory budget of half the store so it reads lazily, its decoded-chunk cache at the default
+  (an eighth of the budget) and, for Zarr, once more with the cache disabled,
 - xbatcher's ``BatchGenerator`` on the same store and window shape (store opened lazily without
   dask, and opened with dask chunks as xbatcher's docs do),
 - in-memory numpy slicing of the loaded array (the ceiling), and the data layer's own in-memory
   path (what it does when the store fits ``memory_budget_mb``),
 
-and it measures what the default ConvLSTM training step consumes (windows/s on this CPU), and the
-peak RSS of a fresh process that scans and streams a store four times larger than its budget.
-The last line is one JSON object with every figure.
+and the same for windows in time order (what a validation loader reads: neighbours share
+chunks, so the cache decodes each chunk once). It measures what the default ConvLSTM training
+step consumes (windows/s on this CPU), and the peak RSS of a fresh process that scans and
+streams a NetCDF file and a Zarr store four times larger than its budget (``--rss N`` runs only
+that part, N times). The last line is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -39,10 +44,11 @@ from forecast.data.sources import StoreSource
 
 CONTEXT, HORIZON = 12, 6
 ROUNDS = 5
+LAZY_BUDGET_MB = 16.0  # half the 31 MB benchmark field: lazy reads, a 2 MB chunk cache
 
 
 def _store(
-    folder: Path, n_times: int, n_lat: int, n_lon: int, seed: int = 0, zarr: bool = True
+    folder: Path, n_times: int, n_lat: int, n_lon: int, seed: int = 0, raw: bool = True
 ) -> dict[str, Path]:
     rng = np.random.default_rng(seed)
     field = rng.standard_normal((n_times, n_lat, n_lon), dtype=np.float32)
@@ -57,11 +63,11 @@ def _store(
     folder.mkdir(parents=True, exist_ok=True)
     nc_path = folder / "bench.nc"
     ds.to_netcdf(nc_path, engine="h5netcdf")  # contiguous: a window is one seek + one read
-    if not zarr:
-        return {"netcdf": nc_path}
     zarr_path = folder / "bench.zarr"
     # chunks of one window length along time, whole grid: a window touches at most 2 chunks
     ds.chunk({"time": CONTEXT + HORIZON}).to_zarr(zarr_path, zarr_format=3, consolidated=False)
+    if not raw:
+        return {"zarr": zarr_path, "netcdf": nc_path}
     # the same chunks without compression: what a store chosen for window reads can look like
     raw_path = folder / "bench_raw.zarr"
     ds.chunk({"time": CONTEXT + HORIZON}).to_zarr(
@@ -85,14 +91,16 @@ def _best_rates(readers: dict[str, tuple[Callable[[int], object], int]], rounds:
     return {name: 1.0 / t for name, t in best.items()}
 
 
-def _ours(path: Path, starts: np.ndarray, budget_mb: float = 0.001) -> Callable[[int], object]:
-    """GridWindows items; the tiny default budget forces the lazy per-window path."""
+def _ours(
+    path: Path, starts: np.ndarray, budget_mb: float = LAZY_BUDGET_MB, cache_mb: float | None = None
+) -> tuple[Callable[[int], object], FrameReader]:
+    """GridWindows items, and the reader (for its cache counts)."""
     reader = FrameReader(
-        StoreSource(str(path)), ["field"], ("lat", "lon"), memory_budget_mb=budget_mb
+        StoreSource(str(path)), ["field"], ("lat", "lon"), None, budget_mb, cache_mb
     )
-    assert reader.in_memory == (budget_mb > 1)
+    assert reader.in_memory == (budget_mb > 100)
     windows = GridWindows(reader, starts, CONTEXT, HORIZON, Normalizer(("field",), (0.0,), (1.0,)))
-    return lambda i: windows[i]
+    return (lambda i: windows[i]), reader
 
 
 def _xbatcher(path: Path, starts: np.ndarray, dask: bool) -> Callable[[int], object]:
@@ -169,11 +177,15 @@ def _rss_child(path: str, budget_mb: float, n: int) -> None:
                       "windows": seen}))  # fmt: skip
 
 
-def _rss(folder: Path, budget_mb: float, quick: bool) -> dict[str, float]:
+def _big_stores(folder: Path, budget_mb: float) -> dict[str, Path]:
+    """A 128x128 field four times the budget (as float32), as NetCDF and as Zarr (zstd)."""
     side = 128
-    n_times = int(4 * budget_mb * 2**20 / (4 * side * side)) + 1  # 4x the budget as float32
-    path = _store(folder / "big", n_times, side, side, seed=1, zarr=False)["netcdf"]
-    store_mb = path.stat().st_size / 2**20
+    n_times = int(4 * budget_mb * 2**20 / (4 * side * side)) + 1
+    return _store(folder / "big", n_times, side, side, seed=1, raw=False)
+
+
+def _rss(path: Path, budget_mb: float, quick: bool) -> dict[str, float]:
+    store_mb = sum(f.stat().st_size for f in [path, *path.rglob("*")] if f.is_file()) / 2**20
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.loader", "--rss-child", str(path), str(budget_mb),
          str(200 if quick else 1000)],
@@ -185,33 +197,72 @@ def _rss(folder: Path, budget_mb: float, quick: bool) -> dict[str, float]:
     return {"budget_mb": budget_mb, "store_mb": store_mb, **r, **growth}
 
 
+def _print_rss(fmt: str, rss: dict[str, float]) -> None:
+    print(
+        f"streaming a {rss['store_mb']:.0f} MB {fmt} store with a {rss['budget_mb']:.0f} MB budget "
+        f"(lazy={rss['lazy']}): RSS {rss['base_mb']:.0f} MB after imports, "
+        f"{rss['opened_mb']:.0f} MB with the store open, peak {rss['peak_mb']:.0f} MB: growth "
+        f"{rss['growth_mb']:.0f} MB ({rss['growth_after_open_mb']:.0f} MB after opening), "
+        f"within budget: {rss['growth_mb'] <= rss['budget_mb']}"
+    )
+
+
+def _rss_repeats(repeats: int, budget_mb: float = 64.0) -> None:
+    """Only the RSS part, ``repeats`` times per store format (is the peak stable?)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        stores = _big_stores(Path(tmp), budget_mb)
+        runs = {fmt: [_rss(path, budget_mb, False) for _ in range(repeats)]
+                for fmt, path in stores.items()}  # fmt: skip
+    for fmt, rs in runs.items():
+        for r in rs:
+            _print_rss(fmt, r)
+    print(json.dumps({fmt: [r["growth_mb"] for r in rs] for fmt, rs in runs.items()}))
+
+
 def main() -> None:
     """Run every measurement and print the table and the JSON line."""
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="fewer windows (a smoke run)")
     p.add_argument("--rss-child", nargs=3, metavar=("PATH", "BUDGET_MB", "N"))
+    p.add_argument("--rss", type=int, metavar="REPEATS", help="only the RSS part, REPEATS times")
     args = p.parse_args()
     if args.rss_child:
         _rss_child(args.rss_child[0], float(args.rss_child[1]), int(args.rss_child[2]))
+        return
+    if args.rss:
+        _rss_repeats(args.rss)
         return
     n = 50 if args.quick else 300
     n_times, side = 2000, 64
     rng = np.random.default_rng(0)
     starts = rng.integers(0, n_times - CONTEXT - HORIZON, size=n)
+    in_order = np.arange(n) + 100  # consecutive windows, as a validation loader reads them
     mb_per_window = (CONTEXT + HORIZON) * side * side * 4 / 2**20
     with tempfile.TemporaryDirectory() as tmp:
         paths = _store(Path(tmp), n_times, side, side)
         readers = {
             "numpy_inmemory": (_numpy(paths["netcdf"], starts), n),
-            "ours_inmemory": (_ours(paths["netcdf"], starts, budget_mb=1024), n),
+            "ours_inmemory": (_ours(paths["netcdf"], starts, budget_mb=1024)[0], n),
         }
+        caches = {}
         for fmt, path in paths.items():
-            readers[f"ours_{fmt}"] = (_ours(path, starts), n)
+            fn, caches[f"ours_{fmt}"] = _ours(path, starts)
+            readers[f"ours_{fmt}"] = (fn, n)
+            if fmt == "zarr":
+                readers["ours_zarr_nocache"] = (_ours(path, starts, cache_mb=0)[0], n)
             readers[f"xbatcher_{fmt}"] = (_xbatcher(path, starts, dask=False), n)
             readers[f"xbatcher_dask_{fmt}"] = (_xbatcher(path, starts, dask=True), max(10, n // 5))
+        fn, caches["inorder_ours_zarr"] = _ours(paths["zarr"], in_order)
+        readers["inorder_ours_zarr"] = (fn, n)
+        readers["inorder_ours_zarr_nocache"] = (_ours(paths["zarr"], in_order, cache_mb=0)[0], n)
+        readers["inorder_xbatcher_zarr"] = (_xbatcher(paths["zarr"], in_order, dask=False), n)
         results = _best_rates(readers, ROUNDS)
+        hit_rates = {
+            k: r._cache.hits / max(1, r._cache.hits + r._cache.misses) for k, r in caches.items()
+        }
         train_rate = _train_step_rate(steps=1 if args.quick else 3)
-        rss = _rss(Path(tmp), 64.0, args.quick)
+        stores = _big_stores(Path(tmp), 64.0)
+        rss = {fmt: _rss(path, 64.0, args.quick) for fmt, path in stores.items()}
 
     ceiling = results["numpy_inmemory"]
     print(f"random {CONTEXT + HORIZON}x{side}x{side} float32 windows ({mb_per_window:.3f} MB), "
@@ -227,21 +278,23 @@ def main() -> None:
         f"ours_vs_xbatcher_dask_{fmt}": results[f"ours_{fmt}"] / results[f"xbatcher_dask_{fmt}"]
         for fmt in paths
     })  # fmt: skip
+    ratios["ours_zarr_nocache_vs_xbatcher_zarr"] = (
+        results["ours_zarr_nocache"] / results["xbatcher_zarr"]
+    )
+    for k in ("inorder_ours_zarr", "inorder_ours_zarr_nocache"):
+        ratios[f"{k}_vs_xbatcher"] = results[k] / results["inorder_xbatcher_zarr"]
     ratios["ours_netcdf_vs_train_step"] = results["ours_netcdf"] / train_rate
     ratios["ours_zarr_vs_train_step"] = results["ours_zarr"] / train_rate
     for k, v in ratios.items():
         print(f"{k:<32}{v:>8.1f}x")
+    for k, v in hit_rates.items():
+        print(f"chunk cache hit rate {k:<22}{v:>8.2f}  ({LAZY_BUDGET_MB / 8:.0f} MB cache)")
     print(f"default ConvLSTM train step (batch 16, 32x32): {train_rate:.1f} windows/s")
-    print(
-        f"streaming a {rss['store_mb']:.0f} MB store with a {rss['budget_mb']:.0f} MB budget "
-        f"(lazy={rss['lazy']}): RSS {rss['base_mb']:.0f} MB after imports, "
-        f"{rss['opened_mb']:.0f} MB with the store open, peak {rss['peak_mb']:.0f} MB: growth "
-        f"{rss['growth_mb']:.0f} MB ({rss['growth_after_open_mb']:.0f} MB after opening), "
-        f"within budget: {rss['growth_mb'] <= rss['budget_mb']}"
-    )
+    for fmt, r in rss.items():
+        _print_rss(fmt, r)
     print(json.dumps({
         "window_mb": mb_per_window, "windows_per_s": results, "ratios": ratios,
-        "train_step_windows_per_s": train_rate, "rss": rss,
+        "cache_hit_rate": hit_rates, "train_step_windows_per_s": train_rate, "rss": rss,
     }))  # fmt: skip
 
 
