@@ -119,33 +119,39 @@ class _LSTMScan(torch.autograd.Function):
         wc_in = None if weight_c is None else weight_c[:, None, :n_in]  # (D, 1, n_in, H)
         wc_out = None if weight_c is None else weight_c[:, None, -1]  # (D, 1, H)
         sig_end = gh if weight_c is None else a + hid  # o waits for C_t when it peeps
+        # Every per-step view made up front (one unbind per block, not ~10 slicing ops a step).
+        step_h, step_c, step_tc = hs.unbind(1), cs.unbind(1), tcs.unbind(1)
+        step_gates, step_sig = act.unbind(1), act[..., :sig_end].unbind(1)
+        step_i, step_f = act[..., :hid].unbind(1), act[..., a - hid : a].unbind(1)
+        step_g, step_o = act[..., a : a + hid].unbind(1), act[..., a + hid :].unbind(1)
+        if wc_in is not None:
+            step_pin = act[..., :a].unflatten(-1, (n_in, hid)).unbind(1)  # (D, B, n_in, H)
+            step_cin = cs.unsqueeze(3).unbind(1)  # (D, B, 1, H)
         for s in range(t_len):
-            g_s = act[:, s]
             first = zero and s == 0  # h_{-1} = C_{-1} = 0: skip what multiplies them
             if not first:
-                g_s.baddbmm_(hs[:, s], w_t)  # all gates, all directions: one matmul
-            c_prev, c_new, tc = cs[:, s], cs[:, s + 1], tcs[:, s]
+                step_gates[s].baddbmm_(step_h[s], w_t)  # all gates, all directions: one matmul
+            c_prev, c_new, tc = step_c[s], step_c[s + 1], step_tc[s]
             if wc_in is not None and not first:
-                g_s[..., :a].unflatten(-1, (n_in, hid)).addcmul_(wc_in, c_prev.unsqueeze(2))
-            g_s[..., :sig_end].sigmoid_()
-            g = g_s[..., a : a + hid]
+                step_pin[s].addcmul_(wc_in, step_cin[s])
+            step_sig[s].sigmoid_()
+            i, g, o = step_i[s], step_g[s], step_o[s]
             torch.add(minus_one, g, alpha=2.0, out=g)  # tanh of the g pre-activation
             if first and coupled:  # C_0 = g - f g
-                torch.addcmul(g, g_s[..., :hid], g, value=-1.0, out=c_new)
+                torch.addcmul(g, i, g, value=-1.0, out=c_new)
             elif first:  # C_0 = i g
-                torch.mul(g_s[..., :hid], g, out=c_new)
-            elif coupled:  # C_t = g + f (C_{t-1} - g)
-                torch.addcmul(g, g_s[..., :hid], c_prev - g, out=c_new)
+                torch.mul(i, g, out=c_new)
+            elif coupled:  # C_t = g + f (C_{t-1} - g); here i is the f block
+                torch.addcmul(g, i, c_prev - g, out=c_new)
             else:
-                torch.mul(g_s[..., hid:a], c_prev, out=c_new)
-                c_new.addcmul_(g_s[..., :hid], g)
-            o = g_s[..., a + hid :]
+                torch.mul(step_f[s], c_prev, out=c_new)
+                c_new.addcmul_(i, g)
             if wc_out is not None:
                 o.addcmul_(wc_out, c_new)
                 o.sigmoid_()
             torch.mul(c_new, two, out=tc).sigmoid_()
             torch.add(minus_one, tc, alpha=2.0, out=tc)  # tanh(C_t)
-            torch.mul(o, tc, out=hs[:, s + 1])
+            torch.mul(o, tc, out=step_h[s + 1])
         ctx.save_for_backward(act, hs, cs, tcs, weight_hh, weight_c)
         ctx.coupled, ctx.zero = coupled, zero
         # Only the final C leaves: intermediate cell states are internal to the layer.
@@ -166,16 +172,19 @@ class _LSTMScan(torch.autograd.Function):
         # pa becomes dL/d(gates) step by step, in place: no fresh (D, T, B, G*H) buffer.
         dgates = pa
         dc = d_c_last.contiguous()
+        step_dh, step_bc, step_fc = d_hs.unbind(1), bc.unbind(1), fc.unbind(1)
+        step_dg = dgates.unbind(1)
+        step_ddc = dgates[..., :k].unflatten(-1, (k // hid, hid)).unbind(1)  # (D, B, k/H, H)
+        step_ddh = dgates[..., k:].unbind(1)
         for s in range(t_len - 1, -1, -1):
-            dh = d_hs[:, s + 1]
+            dh = step_dh[s + 1]
             if s < t_len - 1:  # dL/dh_s = direct + through every gate of step s+1: one matmul
-                dh.baddbmm_(dgates[:, s + 1], weight_hh)
-            dc = torch.addcmul(dc, dh, bc[:, s])
-            dg = dgates[:, s]
-            dg[..., :k].unflatten(-1, (k // hid, hid)).mul_(dc.unsqueeze(2))
-            dg[..., k:].mul_(dh)
+                dh.baddbmm_(step_dg[s + 1], weight_hh)
+            dc = torch.addcmul(dc, dh, step_bc[s])
+            step_ddc[s].mul_(dc.unsqueeze(2))
+            step_ddh[s].mul_(dh)
             if s or not ctx.zero:  # no dL/dC_{-1} for a zero state that is no input
-                dc = dc * fc[:, s]  # dL/dC_{s-1}
+                dc = dc * step_fc[s]  # dL/dC_{s-1}
         # sum_s dgates_s^T h_{s-1} per direction: one batched matmul over all steps (without
         # step 0 when h_{-1} = 0, whose rows would add nothing).
         s0 = int(ctx.zero)
@@ -186,9 +195,13 @@ class _LSTMScan(torch.autograd.Function):
         d_wc = None
         if weight_c is not None:
             a = k - hid
-            d_in = dgates[..., :a].unflatten(-1, (a // hid, hid)) * cs[:, :-1].unsqueeze(3)
-            d_out = dgates[..., k:] * cs[:, 1:]
-            d_wc = torch.cat([d_in.sum((1, 2)), d_out.sum((1, 2)).unsqueeze(1)], dim=1)
+            # Products written into bc and fc, dead by now: fresh buffers would fault in.
+            sums = []
+            for j, c_read in [*((j, cs[:, :-1]) for j in range(a // hid)), (k // hid, cs[:, 1:])]:
+                scratch = bc if j % 2 == 0 else fc
+                torch.mul(dgates[..., j * hid : (j + 1) * hid], c_read, out=scratch)
+                sums.append(scratch.sum((1, 2)))  # (D, H)
+            d_wc = torch.stack(sums, dim=1)  # (D, G-1, H): i/f read C_{t-1}, o reads C_t
         if ctx.zero:
             return dgates, None, None, d_w, d_wc, None
         d_h0 = d_hs[:, 0].baddbmm_(dgates[:, 0], weight_hh)
