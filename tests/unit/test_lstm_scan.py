@@ -71,3 +71,49 @@ def test_bad_input():
         lstm_scan_directions(xp, h0, c0, w, coupled=True)
     with pytest.raises(ValueError, match="at least one time step"):
         lstm_scan_directions(xp[:, :0], h0, c0, w)
+
+
+@pytest.mark.parametrize("peephole", [False, True])
+@pytest.mark.parametrize("coupled", [False, True])
+def test_zero_state_as_none_equals_explicit_zeros(peephole, coupled):
+    """h0 = c0 = None skips step 0's matmul and peephole terms: same outputs and gradients."""
+    cells, xps, h0, c0 = _setup(peephole, coupled)
+    zeros = torch.zeros_like(h0)
+    w = torch.stack([c.weight_hh for c in cells]).detach()
+    wc = None if not peephole else torch.stack([c.weight_c for c in cells]).detach()
+    xp = torch.stack([xps[0], xps[1].flip(0)])
+    g = torch.Generator().manual_seed(1)
+    results = []
+    for state in ((None, None), (zeros, zeros)):
+        args = [t.clone().requires_grad_() for t in (xp, w)]
+        wc_ = None if wc is None else wc.clone().requires_grad_()
+        hs, c_last = lstm_scan_directions(args[0], *state, args[1], wc_, coupled)
+        # Random weights on every output, so each step's gradient path is exercised.
+        loss = (hs * torch.randn(hs.shape, generator=g, dtype=hs.dtype)).sum() + c_last.sum()
+        params = [*args, *([] if wc_ is None else [wc_])]
+        results.append((hs, c_last, torch.autograd.grad(loss, params)))
+        g.manual_seed(1)
+    (hs_a, c_a, grads_a), (hs_b, c_b, grads_b) = results
+    torch.testing.assert_close(hs_a, hs_b)
+    torch.testing.assert_close(c_a, c_b)
+    for ga, gb in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(ga, gb)
+
+
+@pytest.mark.parametrize("coupled", [False, True])
+def test_gradcheck_zero_state_with_peepholes(coupled):
+    cells, xps, _, _ = _setup(True, coupled, t=3)
+    args = (
+        torch.stack([xps[0], xps[1].flip(0)]).requires_grad_(),
+        torch.stack([c.weight_hh for c in cells]).detach().requires_grad_(),
+        torch.stack([c.weight_c for c in cells]).detach().requires_grad_(),
+    )
+    fn = lambda xp, w, wc: lstm_scan_directions(xp, None, None, w, wc, coupled)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, args)
+
+
+def test_zero_state_needs_both_none():
+    cells, xps, h0, c0 = _setup(False, False)
+    w = torch.stack([c.weight_hh for c in cells])
+    with pytest.raises(ValueError, match=r"h0, c0: expected both tensors or both None"):
+        lstm_scan_directions(torch.stack(xps), h0, None, w)
