@@ -16,8 +16,8 @@ from forecast.data.reader import FrameReader
 from forecast.data.sources import StoreSource
 
 
-@pytest.fixture
-def reader(tmp_path):
+@pytest.fixture(params=[1e-4, 100.0], ids=["lazy", "in_memory"])
+def reader(tmp_path, request):
     rng = np.random.default_rng(5)
     a = rng.normal(3, 2, (40, 2, 6, 7)).astype("f4")
     a[7, 1, 2:4, 3] = np.nan
@@ -28,7 +28,9 @@ def reader(tmp_path):
     )
     ds.chunk({"time": 9}).to_zarr(tmp_path / "b.zarr", zarr_format=3, consolidated=False)
     src = StoreSource(str(tmp_path / "b.zarr"))
-    return FrameReader(src, ["u", "v"], ("lat", "lon"), memory_budget_mb=1e-4), ds
+    r = FrameReader(src, ["u", "v"], ("lat", "lon"), memory_budget_mb=request.param)
+    assert r.in_memory == (request.param > 1)
+    return r, ds
 
 
 @pytest.mark.parametrize("patched", [False, True])
