@@ -97,17 +97,21 @@ def test_direct_reads_equal_xarray_isel(tmp_path, fmt, codec):
     assert r._cache.hits > 0 and r._cache.nbytes <= r._cache.max_bytes
 
 
-@pytest.mark.parametrize("fmt", [2, 3])
-def test_raw_values_equal_zarr_python(tmp_path, fmt):
-    """Index math against zarr itself: steps, edge chunks that do not divide, big-endian."""
+@pytest.mark.parametrize(("fmt", "keys"), [(2, "."), (2, "/"), (3, "default"), (3, "v2")])
+def test_raw_values_equal_zarr_python(tmp_path, fmt, keys):
+    """Index math against zarr itself: steps, edge chunks that do not divide, big-endian, keys."""
     path = tmp_path / "raw.zarr"
     rng = np.random.default_rng(7)
     data = rng.integers(-1000, 1000, (13, 11, 6)).astype(">i4" if fmt == 2 else "i4")
     kw = {"compressors": None} if fmt == 2 else {}
+    if keys != "default":  # v2-style names "0.1.2" or "0/1/2"
+        kw["chunk_key_encoding"] = {"name": "v2", "separator": "." if keys == "v2" else keys}
     arr = zarr.create_array(path, shape=data.shape, chunks=(4, 3, 5), dtype=data.dtype,
                             zarr_format=fmt, fill_value=-7, **kw)  # fmt: skip
     arr[...] = data
     arr[4:8, 3:6, 0:5] = -7  # an all-fill chunk is not written
+    name = {".": "0.0.0", "/": "0/0/0", "default": "c/0/0/0", "v2": "0.0.0"}[keys]
+    assert (path / name).is_file()
     direct = open_chunked(path)
     assert direct is not None and direct.dtype == np.dtype("i4")
     for key in _random_keys(rng, data.shape, 60):
