@@ -3,7 +3,7 @@
 MLflow's scoring app spends more on JSON than on the forecast for a gridded model: its parser
 deep-copies the decoded lists and converts them against the signature (10.7 ms for one 12x32x32
 window), and its encoder writes the answer through ``json`` (5.5 ms); the ConvLSTM itself takes
-10-16 ms. This middleware answers the plain, good request itself:
+15-17 ms at one thread. This middleware answers the plain, good request itself:
 
 - body ``{"inputs": <numbers>, "params": {...}?}`` with ``Content-Type: application/json``, numbers
   that form one rectangular int/float array shaped ``(B, *sample_shape)``;

@@ -1,11 +1,12 @@
 """An inference-only form of a served net: traced, frozen and fused once at load, checked, or eager.
 
-Why: a single-sample ConvLSTM forecast runs ~36 small convolutions. Eager PyTorch sends batch-1
-convolutions of this size to its slow (im2col + GEMM, one thread, weights re-laid out every call)
-kernel, and spends milliseconds of Python per step on shape checks. A frozen TorchScript graph
-with ``optimize_for_inference`` runs them on oneDNN with weights laid out once, uses the intra-op
-threads, and has no Python in the loop: measured 19 -> 12 ms for the benchmark ConvLSTM on this
-2-core CPU (``benchmarks/serving.py``).
+Why: a single-sample ConvLSTM forecast is ~36 small convolutions and a few hundred small
+pointwise ops, driven by a Python loop with shape checks at every step. Eager, that Python costs
+~4 of ~19 ms (the convolutions already run near one core's peak); a traced, frozen graph has no
+Python in the loop: 19 -> 15 ms at one intra-op thread for the benchmark ConvLSTM on this 2-core
+CPU. ``optimize_for_inference`` moves the convolutions to oneDNN with weights laid out once:
+no faster at one thread, but batch-1 convolutions then use more threads (10 ms at two in a quiet
+process, where eager batch-1 convolutions stay on one thread and take 19 ms).
 
 TorchScript tracing is deprecated in recent PyTorch, and a trace records one path through Python
 control flow. So the trace is used only when it reproduces the eager net on probe batches of two
