@@ -279,7 +279,10 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--requests", type=int, default=300, help="per latency measurement")
     p.add_argument("--stress", type=int, default=10_000, help="requests in the stress run")
-    p.add_argument("--threads", type=int, default=1, help="intra-op threads of both servers")
+    p.add_argument(
+        "--threads", type=int, default=len(os.sched_getaffinity(0)),
+        help="intra-op threads of both servers (default: usable cores, our server's default)",
+    )  # fmt: skip
     p.add_argument("--reverse", action="store_true", help="serve with our CLI first (order check)")
     args = p.parse_args()
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"

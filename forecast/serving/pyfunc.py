@@ -12,7 +12,6 @@ import functools
 import importlib
 import inspect
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from forecast.data.normalize import Normalizer
 from forecast.data.spec import DataSpec
 from forecast.serving.runner import Runner, inference_runner
 from forecast.serving.tiles import forecast_tiled
+from forecast.serving.torch_thread import on_torch_thread
 from forecast.serving.validate import check_input, check_variables
 
 BUNDLE_FILES = ("weights.pt", "net.json", "normalizer.json", "metadata.json")
@@ -171,7 +171,14 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         self.load_files(context.artifacts)
 
     def load_files(self, artifacts: dict[str, str]) -> None:
-        """Load a bundle from ``{name: path}`` (the same files MLflow hands to load_context)."""
+        """Load a bundle from ``{name: path}`` (the same files MLflow hands to load_context).
+
+        Runs on the torch thread (see :mod:`forecast.serving.torch_thread`): building the net
+        and copying its weights already start an OpenMP team in whichever thread does it.
+        """
+        on_torch_thread(self._load, artifacts)
+
+    def _load(self, artifacts: dict[str, str]) -> None:
         spec = json.loads(Path(artifacts["net"]).read_text())
         self.net = build_net(spec["target"], spec["kwargs"])
         state = torch.load(artifacts["weights"], map_location="cpu", weights_only=True)
@@ -185,9 +192,6 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         # inputs and forecast targets may be different variables of one fitted normaliser
         self.in_norm = fitted.subset(self.metadata["variables"])
         self.out_norm = fitted.subset(self.metadata.get("targets", self.metadata["variables"]))
-        # one forward at a time: a server calls predict from several threads, and concurrent
-        # forwards would each start their own intra-op thread team on the same cores
-        self.lock = threading.Lock()
         self.runner = self._runner()
 
     def _runner(self) -> Runner:
@@ -223,12 +227,15 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         """
         axis = int(self.metadata["channel_axis"])
         z = np.nan_to_num(self.in_norm.transform(x, axis=axis).astype(np.float32), nan=0.0)
-        with self.lock, torch.inference_mode():
-            if self.tiled and self.patch is not None:
-                y = forecast_tiled(self.net, torch.from_numpy(z), self.patch).numpy()
-            else:
-                y = self.runner.fn(torch.from_numpy(z)).numpy()
+        y = on_torch_thread(self._forward, z)
         return self.out_norm.inverse(y, axis=axis).astype(np.float32)
+
+    def _forward(self, z: np.ndarray) -> np.ndarray:
+        """Normalised ``(B, *sample_shape)`` -> normalised output (runs on the torch thread)."""
+        with torch.inference_mode():
+            if self.tiled and self.patch is not None:
+                return forecast_tiled(self.net, torch.from_numpy(z), self.patch).numpy()
+            return self.runner.fn(torch.from_numpy(z)).numpy()
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         """Validate, normalise, run the net, map back to physical units.
