@@ -1,4 +1,4 @@
-"""MLflow's own scoring app behind two small ASGI guards: a request byte cap and clean 4xx messages.
+"""MLflow's own scoring app behind small ASGI guards: a request byte cap and clean error answers.
 
 The protocol stays MLflow's (``/invocations``, ``/ping``, ``/health``, ``/version``; same JSON
 bodies), so clients written for ``mlflow models serve`` work unchanged. What is added:
@@ -156,10 +156,12 @@ def clean_message(message: str) -> str:
 
 
 class CleanErrors:
-    """ASGI middleware: strip MLflow's input summary from 4xx JSON messages of ``/invocations``.
+    """ASGI middleware: strip MLflow's input summary and traceback from error JSON answers.
 
-    Only 4xx answers with a JSON body are buffered and rewritten (``message`` only; every other
-    key and the status stay); successful answers stream through untouched.
+    Only error answers (4xx, 5xx) of ``/invocations`` with a JSON body are buffered and
+    rewritten: the ``message`` loses MLflow's input summary and a ``stack_trace`` key is dropped
+    (the traceback stays in the server's log); every other key and the status stay. Successful
+    answers stream through untouched.
 
     Args:
         app: the inner ASGI app (MLflow's scoring app).
@@ -169,7 +171,7 @@ class CleanErrors:
         self.app = app
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
-        """Pass through, holding back a 4xx JSON answer until its body can be rewritten."""
+        """Pass through, holding back an error JSON answer until its body can be rewritten."""
         if scope["type"] != "http" or scope.get("path") != "/invocations":
             await self.app(scope, receive, send)
             return
@@ -180,7 +182,7 @@ class CleanErrors:
             nonlocal start
             if message["type"] == "http.response.start":
                 headers = dict(message.get("headers") or [])
-                if 400 <= message["status"] < 500 and b"json" in headers.get(b"content-type", b""):
+                if message["status"] >= 400 and b"json" in headers.get(b"content-type", b""):
                     start = message
                     return
             if start is None:
@@ -193,6 +195,8 @@ class CleanErrors:
             try:
                 payload = json.loads(body)
                 payload["message"] = clean_message(str(payload["message"]))
+                # MLflow attaches the server's traceback to an unexpected model error
+                payload.pop("stack_trace", None)
                 body = json.dumps(payload).encode()
             except (ValueError, KeyError, TypeError):
                 pass  # not MLflow's error JSON: send it as it came

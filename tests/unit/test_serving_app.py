@@ -117,6 +117,8 @@ class StubModel:
         x = np.asarray(data, dtype=float)
         if not np.isfinite(x).all():
             raise bad_request("input has 1 non-finite (NaN or inf) values")
+        if (x < 0).any():
+            raise RuntimeError("an unexpected failure inside the model")
         return x * 2
 
 
@@ -150,3 +152,12 @@ def test_clean_errors_passes_non_json_4xx_through():
 
     status, _, body, _ = call(CleanErrors(teapot), [b""])
     assert status == 415 and body == b"not json"
+
+
+def test_unexpected_model_error_is_400_without_traceback(mlflow_app):
+    ctype = [(b"content-type", b"application/json")]
+    status, _, body, _ = call(mlflow_app, [b'{"inputs": [1.0, -2.0]}'], ctype)
+    answer = json.loads(body)
+    assert status == 400 and "unexpected error while evaluating the model" in answer["message"]
+    assert "stack_trace" not in answer and b"Traceback" not in body
+    assert b"an unexpected failure inside the model" not in body
