@@ -18,7 +18,7 @@ import time
 from functools import partial
 from typing import Any
 
-import lightning.pytorch as L
+import pytorch_lightning as L
 import torch
 from torch.utils.data import DataLoader
 

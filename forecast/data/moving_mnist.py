@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-import lightning.pytorch as L
+import pytorch_lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset

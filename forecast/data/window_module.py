@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import lightning.pytorch as L
+import pytorch_lightning as L
 import numpy as np
 import torch
 import xarray as xr

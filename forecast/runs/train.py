@@ -8,11 +8,11 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as L
+import pytorch_lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.loggers import MLFlowLogger
+from pytorch_lightning.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from forecast.data.spec import DataSpec

@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as L
+import pytorch_lightning as L
 import torch
-from lightning.pytorch.loggers import MLFlowLogger
+from pytorch_lightning.loggers import MLFlowLogger
 from torch import Tensor, nn
 
 from forecast.models.conv_recurrent import ConvRecurrentStack

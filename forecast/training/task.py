@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import lightning.pytorch as L
+import pytorch_lightning as L
 import torch
 from torch import Tensor, nn
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning.pytorch as L
+import pytorch_lightning as L
 import pytest
 import torch
 from conftest import CONF, compose_train

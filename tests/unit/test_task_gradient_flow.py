@@ -2,9 +2,9 @@ from functools import partial
 from types import SimpleNamespace
 from unittest.mock import MagicMock
 
-import lightning.pytorch as L
+import pytorch_lightning as L
 import torch
-from lightning.pytorch.loggers import MLFlowLogger
+from pytorch_lightning.loggers import MLFlowLogger
 from torch.utils.data import DataLoader
 
 from forecast.models.conv_lstm import ConvLSTMForecaster

@@ -1,4 +1,4 @@
-import lightning.pytorch as L
+import pytorch_lightning as L
 import pytest
 import torch
 from torch import nn

@@ -1,6 +1,6 @@
 from functools import partial
 
-import lightning.pytorch as L
+import pytorch_lightning as L
 import pytest
 import torch
 from torch.utils.data import DataLoader
