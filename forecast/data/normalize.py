@@ -28,24 +28,6 @@ class Normalizer:
     kind: str = "zscore"
 
     @classmethod
-    def fit(cls, values: np.ndarray, variables: list[str], kind: str = "zscore") -> Normalizer:
-        """Fit on training values ``(T, C, ...)``, channels on axis 1; NaNs are ignored."""
-        if kind not in ("zscore", "minmax"):
-            raise DataError(f"normalisation kind must be 'zscore' or 'minmax', got '{kind}'")
-        axes = tuple(i for i in range(values.ndim) if i != 1)
-        if kind == "zscore":
-            offset = np.nanmean(values, axis=axes)
-            scale = np.nanstd(values, axis=axes)
-        else:
-            offset = np.nanmin(values, axis=axes)
-            scale = np.nanmax(values, axis=axes) - offset
-        if not np.all(np.isfinite(offset)):
-            bad = [v for v, o in zip(variables, offset, strict=True) if not np.isfinite(o)]
-            raise DataError(f"cannot fit normalisation: variables {bad} are all-NaN in training")
-        scale = np.where(scale > 0, scale, 1.0)  # a constant variable is left unscaled
-        return cls(tuple(variables), tuple(map(float, offset)), tuple(map(float, scale)), kind)
-
-    @classmethod
     def from_stats(
         cls,
         variables: list[str],
