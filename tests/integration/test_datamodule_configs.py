@@ -132,3 +132,16 @@ def test_saved_normalizer_is_reused_unchanged(tmp_path):
     refit = instantiate(cfg, splits=[0.2, 0.4, 0.4])
     refit.setup()
     assert refit.normalizer != first.normalizer
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CONF_DATA.glob("*.yaml")))
+def test_every_data_config_satisfies_the_data_protocols(name, tmp_path, monkeypatch):
+    from forecast.data.protocols import ForecastData, SeriesData, missing_members
+
+    monkeypatch.setenv("FORECAST_SHARED_DATA", "/somewhere/shared")
+    extra = ["data.source.path=/x.zarr", "data.variables=[t]"] if name == "grid_store" else []
+    dm = instantiate(_data_cfg(name, tmp_path, extra))  # members are looked up, no data read
+    assert missing_members(dm, ForecastData) == []
+    # every module but Moving MNIST (independent sequences) is one continuous series
+    expected = [] if name != "moving_mnist" else ["dataset", "target_series"]
+    assert missing_members(dm, SeriesData) == expected
