@@ -16,8 +16,10 @@ from pytorch_lightning.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from forecast.data.spec import DataSpec
+from forecast.errors import ConfigError
 from forecast.runs.forecast import latest_raw
 from forecast.runs.promote import data_arrays, promote_version
+from forecast.runs.validate import validate
 from forecast.serving.pyfunc import model_metadata, unservable
 from forecast.tracking.mlflow import absolute_tracking_uri, flatten, git_commit
 from forecast.tracking.model_log import log_forecast_model
@@ -77,7 +79,10 @@ def build_net(partial: Any, spec: DataSpec, dm: Any) -> tuple[torch.nn.Module, d
     kwargs = _net_kwargs(partial, spec)
     fit = getattr(partial.func, "fit_baseline", None)
     if fit is None:
-        return partial(**kwargs), kwargs
+        try:
+            return partial(**kwargs), kwargs
+        except ValueError as e:  # arguments that do not fit the data (e.g. a patch vs the grid)
+            raise ConfigError(f"model.net: {e}") from e
     dm.setup("fit")
     return fit(dm.target_series(), spec, **partial.keywords), kwargs
 
@@ -112,6 +117,7 @@ def train(cfg: DictConfig) -> TrainResult:
     Returns:
         The run's :class:`TrainResult`.
     """
+    validate(cfg)  # before any data is read: one line naming a bad key
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
     spec: DataSpec = dm.describe()
