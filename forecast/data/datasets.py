@@ -137,7 +137,9 @@ class GridWindows(Dataset[Item]):
             when configured.
         """
         n, c = len(indices), len(self.normalizer.variables)
-        space = self.patch if self.origins is not None else self.reader.space_shape
+        space: tuple[int, ...] = (
+            self.patch if self.origins is not None and self.patch else self.reader.space_shape
+        )
         x = np.empty((n, self.context, c, *space), np.float32)
         y = np.empty((n, self.horizon, c, *space), np.float32)
         x_mask, y_mask = np.empty(x.shape, bool), np.empty(y.shape, bool)

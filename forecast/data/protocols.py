@@ -14,8 +14,8 @@ statically: ``isinstance`` against a runtime protocol would, on Python 3.11, eva
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import inspect
+from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import xarray as xr

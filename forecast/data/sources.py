@@ -81,12 +81,12 @@ def fingerprint(ds: xr.Dataset, path: str | Path) -> str:
         16 hex characters identifying this data version.
     """
     h = hashlib.sha256(str(Path(path).resolve()).encode())
-    for name in sorted(ds.coords):
+    for name in sorted(map(str, ds.coords)):
         values = np.asarray(ds[name].values)
         h.update(name.encode())
         h.update(values.tobytes())
     h.update(json.dumps(ds.attrs, sort_keys=True, default=str).encode())
-    for var in sorted(ds.data_vars):
+    for var in sorted(map(str, ds.data_vars)):
         h.update(f"{var}{ds[var].dims}{ds[var].shape}{ds[var].dtype}".encode())
     return h.hexdigest()[:16]
 

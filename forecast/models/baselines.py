@@ -94,6 +94,10 @@ class Climatology(nn.Module):
         step: rows between consecutive steps of a window.
     """
 
+    table: Tensor  # buffers, declared for the type checker
+    keys: Tensor
+    target_index: Tensor
+
     def __init__(
         self, table: Tensor, keys: Tensor, context: int, horizon: int, step: int = 1
     ) -> None:

@@ -25,7 +25,7 @@ def build(factory: Callable[..., nn.Module], **available: Any) -> nn.Module:
         The built module.
     """
     func = factory.func if isinstance(factory, functools.partial) else factory
-    target = func.__init__ if inspect.isclass(func) else func  # type: ignore[misc]
+    target = func.__init__ if inspect.isclass(func) else func
     names = set(inspect.signature(target).parameters)
     given = set(factory.keywords) if isinstance(factory, functools.partial) else set()
     return factory(**{k: v for k, v in available.items() if k in names and k not in given})

@@ -82,7 +82,7 @@ class ConvRecurrentStack(nn.Module):
             norms.append(nn.GroupNorm(norm_groups, c_h) if norm_groups else nn.Identity())
         self.norms = nn.ModuleList(norms)
         if channels_last:
-            self.to(memory_format=torch.channels_last)
+            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     @property
     def out_channels(self) -> int:
@@ -127,6 +127,7 @@ class ConvRecurrentStack(nn.Module):
                 raise ValueError(f"steps: expected {t_len} (the length of x) or None, got {steps}")
         finals: list[Any] = []
         seq: Tensor | None = x
+        cell: Any  # a ModuleList item: a Module to a type checker
         for layer, cell in enumerate(self.cells):
             state = None if states is None else states[layer]
             xp = None if seq is None else cell.project_input(seq)  # (B, T, G*Ch, H, W)

@@ -25,6 +25,9 @@ class GridReadout(nn.Module):
         sensor_cells: each sensor's ``(row, col)``; needed for ``"cells"``.
     """
 
+    rows: Tensor  # buffers, declared for the type checker
+    cols: Tensor
+
     def __init__(
         self,
         grid_channels: int,

@@ -223,6 +223,7 @@ class StackedRecurrent(nn.Module):
         d = self.num_directions
         h_fin: list[Tensor] = []
         c_fin: list[Tensor] = []
+        cells: Any  # one cell per direction (a ModuleList: Modules to a type checker)
         for layer, cells in enumerate(self.cell_layers):
             st = self._slice(state, layer * d, (layer + 1) * d)
             if self.cell == "lstm":
@@ -240,6 +241,7 @@ class StackedRecurrent(nn.Module):
                     for t in range(t_len - 1, -1, -1) if k else range(t_len):
                         steps[t], h = cell.step(xp[t], h)
                     outs.append(torch.stack(steps))  # (T, B, H)
+                    assert h is not None
                     h_fin.append(h)
                 seq = torch.cat(outs, dim=-1) if len(outs) > 1 else outs[0]  # (T, B, D*H)
             if layer < self.num_layers - 1:
@@ -248,7 +250,7 @@ class StackedRecurrent(nn.Module):
         return seq, ((h_n, torch.cat(c_fin)) if self.cell == "lstm" else h_n)
 
     def _lstm_layer(
-        self, seq: Tensor, cells: nn.ModuleList, state: State | None
+        self, seq: Tensor, cells: list[Any], state: State | None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """All directions of one LSTM layer in one `lstm_scan_directions` loop.
 

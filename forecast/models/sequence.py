@@ -47,6 +47,8 @@ class SequenceForecaster(nn.Module):
         targets: target names.
     """
 
+    target_index: Tensor  # a buffer, declared for the type checker
+
     def __init__(
         self,
         in_channels: int,
@@ -76,7 +78,7 @@ class SequenceForecaster(nn.Module):
             self.sensor_encoder = build(
                 sensor_encoder, n_sensors=n_sensors, in_channels=in_channels
             )
-            width = int(self.sensor_encoder.out_features)
+            width = int(self.sensor_encoder.out_features)  # type: ignore[arg-type]
         self.grid_encoder: nn.Module | None = None
         if grid_encoder is not None:
             if grid_channels is None:
@@ -86,11 +88,11 @@ class SequenceForecaster(nn.Module):
             self.grid_encoder = build(
                 grid_encoder, grid_channels=grid_channels, sensor_cells=sensor_cells
             )
-            width += int(self.grid_encoder.out_features)
+            width += int(self.grid_encoder.out_features)  # type: ignore[arg-type]
         width += calendar_features
         self.backbone = build(backbone, input_size=width)
         self.bidirectional = int(getattr(self.backbone, "num_directions", 1)) == 2
-        self.hidden = int(self.backbone.hidden_size)
+        self.hidden = int(self.backbone.hidden_size)  # type: ignore[arg-type]
         summary = self.hidden * (2 if self.bidirectional else 1)
         self.head = build(
             head,

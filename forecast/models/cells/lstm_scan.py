@@ -87,7 +87,7 @@ def _gate_factors(
 
 class _LSTMScan(torch.autograd.Function):
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any,
         xp: Tensor,
         h0: Tensor | None,
@@ -118,6 +118,7 @@ class _LSTMScan(torch.autograd.Function):
         cs = xp.new_zeros(n_dir, t_len + 1, batch, hid)
         tcs = xp.new_zeros(n_dir, t_len, batch, hid)  # tanh(C_s)
         if not zero:
+            assert h0 is not None and c0 is not None
             hs[:, 0], cs[:, 0] = h0, c0
         minus_one = xp.new_full((), -1.0)
         two = xp.new_full((), 2.0)
@@ -163,7 +164,7 @@ class _LSTMScan(torch.autograd.Function):
         return hs, cs[:, t_len].clone()
 
     @staticmethod
-    def backward(ctx: Any, d_hs: Tensor, d_c_last: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, d_hs: Tensor, d_c_last: Tensor) -> tuple[Tensor | None, ...]:
         act, hs, cs, tcs, weight_hh, weight_c = ctx.saved_tensors
         coupled = ctx.coupled
         n_dir, t_len, batch, gh = act.shape
