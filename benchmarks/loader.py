@@ -1,4 +1,4 @@
-"""Random-window read throughput of the data layer, against xbatcher and in-memory slicing.
+"""Random-window read throughput of the data layer, against xbatcher, Zarr libraries and numpy.
 
 Run: ``python -m benchmarks.loader [--quick]``. Writes its stores under a temporary folder:
 a Zarr v3 store (time-chunked, whole grid per chunk, zstd: zarr's default), the same store
@@ -14,10 +14,15 @@ are read through
   dask, and opened with dask chunks as xbatcher's docs do),
 - in-memory numpy slicing of the loaded array (the ceiling), and the data layer's own in-memory
   path (what it does when the store fits ``memory_budget_mb``),
+- the maintained Zarr readers (``benchmarks/zarr_libraries.py``) on the same ``GridWindows``
+  path: zarr-python 3 under several ``async.concurrency`` / ``threading.max_workers`` settings,
+  ``xr.open_zarr`` read lazily, TensorStore with and without a cache pool of our cache's size,
+  and xarray-tensorstore; each rate is also given as a ratio to ours on the same store,
 
 and the same for windows in time order (what a validation loader reads: neighbours share
-chunks, so the cache decodes each chunk once). It measures what the default ConvLSTM training
-step consumes (windows/s on this CPU), and the peak RSS of a fresh process that scans and
+chunks, so the cache decodes each chunk once). It checks whether each Zarr reader works in
+forked DataLoader workers (torch's default on Linux), and measures what the default ConvLSTM
+training step consumes (windows/s on this CPU), and the peak RSS of a fresh process that scans and
 streams a NetCDF file and a Zarr store four times larger than its budget (``--rss N`` runs only
 that part, N times). The last line is one JSON object with every figure.
 """
@@ -32,11 +37,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from benchmarks import zarr_libraries
 from forecast.data.datasets import GridWindows
 from forecast.data.normalize import Normalizer
 from forecast.data.reader import FrameReader
@@ -76,14 +83,25 @@ def _store(
     return {"zarr": zarr_path, "zarr_raw": raw_path, "netcdf": nc_path}
 
 
-def _best_rates(readers: dict[str, tuple[Callable[[int], object], int]], rounds: int) -> dict:
+class Timed(NamedTuple):
+    """A reader called with 0..n-1; ``before`` (untimed) sets up process-wide settings."""
+
+    fn: Callable[[int], object]
+    n: int
+    before: Callable[[], None] | None = None
+
+
+def _best_rates(readers: dict[str, Timed], rounds: int) -> dict:
     """Calls per second of each reader, best over ``rounds``.
 
     Readers take turns in every round, so a burst of load from other processes cannot favour one.
     """
     best = dict.fromkeys(readers, np.inf)
     for _ in range(rounds):
-        for name, (fn, n) in readers.items():
+        for name, (fn, n, before) in readers.items():
+            if before is not None:
+                before()
+                fn(0)  # the first read after a setting change builds the library's threads
             t0 = time.perf_counter()
             for i in range(n):
                 fn(i)
@@ -92,15 +110,63 @@ def _best_rates(readers: dict[str, tuple[Callable[[int], object], int]], rounds:
 
 
 def _ours(
-    path: Path, starts: np.ndarray, budget_mb: float = LAZY_BUDGET_MB, cache_mb: float | None = None
+    path: Path | Any,
+    starts: np.ndarray,
+    budget_mb: float = LAZY_BUDGET_MB,
+    cache_mb: float | None = None,
 ) -> tuple[Callable[[int], object], FrameReader]:
-    """GridWindows items, and the reader (for its cache counts)."""
-    reader = FrameReader(
-        StoreSource(str(path)), ["field"], ("lat", "lon"), None, budget_mb, cache_mb
-    )
+    """GridWindows items of ``path`` (or of a source), and the reader (for its cache counts)."""
+    source = StoreSource(str(path)) if isinstance(path, Path) else path
+    reader = FrameReader(source, ["field"], ("lat", "lon"), None, budget_mb, cache_mb)
     assert reader.in_memory == (budget_mb > 100)
     windows = GridWindows(reader, starts, CONTEXT, HORIZON, Normalizer(("field",), (0.0,), (1.0,)))
     return (lambda i: windows[i]), reader
+
+
+def _libraries(paths: dict[str, Path], orders: dict[str, np.ndarray], n: int) -> dict[str, Timed]:
+    """Every Zarr library reader, per store and window order, checked against ours first."""
+    readers = {}
+    for fmt in ("zarr", "zarr_raw"):
+        for order, starts in orders.items():
+            ref = _ours(paths[fmt], starts)[0](0)["x"]
+            libs = zarr_libraries.sources(paths[fmt], LAZY_BUDGET_MB / 8)
+            for lib, (source, workers) in libs.items():
+                zarr_libraries.zarr_threads(workers)
+                fn = _ours(source, starts)[0]
+                if not np.array_equal(fn(0)["x"], ref):
+                    raise AssertionError(f"{lib} reads other values than ours from {fmt}")
+                before = (lambda w=workers: zarr_libraries.zarr_threads(w)) if workers else None
+                slow = lib.startswith("xarray")  # several times slower per window: fewer reads
+                readers[f"{order}{lib}_{fmt}"] = Timed(fn, max(10, n // 5) if slow else n, before)
+    zarr_libraries.zarr_threads(None)
+    return readers
+
+
+# case -> (window order prefix, store): zstd is zarr's default codec, raw the fastest layout
+CASES = {
+    "random_zstd": ("", "zarr"),
+    "inorder_zstd": ("inorder_", "zarr"),
+    "random_raw": ("", "zarr_raw"),
+    "inorder_raw": ("inorder_", "zarr_raw"),
+}
+
+
+def _library_ratios(results: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per case, each library reader's rate over ours on the same store and window order."""
+    libs = zarr_libraries.sources(Path("."), LAZY_BUDGET_MB / 8)  # names only: opens nothing
+    return {
+        case: {lib: results[f"{order}{lib}_{fmt}"] / results[f"{order}ours_{fmt}"] for lib in libs}
+        for case, (order, fmt) in CASES.items()
+    }
+
+
+def _print_libraries(results: dict[str, float], ratios: dict[str, dict[str, float]]) -> None:
+    print("Zarr libraries on the same GridWindows path: windows/s as a ratio to ours")
+    print(f"{'reader':<40}" + "".join(f"{case:>14}" for case in CASES))
+    ours = [results[f"{order}ours_{fmt}"] for order, fmt in CASES.values()]
+    print(f"{'ours (windows/s)':<40}" + "".join(f"{r:>14.0f}" for r in ours))
+    for lib in ratios["random_zstd"]:
+        print(f"{lib:<40}" + "".join(f"{ratios[case][lib]:>14.2f}" for case in CASES))
 
 
 def _xbatcher(path: Path, starts: np.ndarray, dask: bool) -> Callable[[int], object]:
@@ -225,7 +291,11 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer windows (a smoke run)")
     p.add_argument("--rss-child", nargs=3, metavar=("PATH", "BUDGET_MB", "N"))
     p.add_argument("--rss", type=int, metavar="REPEATS", help="only the RSS part, REPEATS times")
+    p.add_argument("--fork-child", nargs=2, metavar=("KIND", "PATH"))
     args = p.parse_args()
+    if args.fork_child:
+        zarr_libraries.fork_child(*args.fork_child)
+        return
     if args.rss_child:
         _rss_child(args.rss_child[0], float(args.rss_child[1]), int(args.rss_child[2]))
         return
@@ -241,22 +311,31 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = _store(Path(tmp), n_times, side, side)
         readers = {
-            "numpy_inmemory": (_numpy(paths["netcdf"], starts), n),
-            "ours_inmemory": (_ours(paths["netcdf"], starts, budget_mb=1024)[0], n),
+            "numpy_inmemory": Timed(_numpy(paths["netcdf"], starts), n),
+            "ours_inmemory": Timed(_ours(paths["netcdf"], starts, budget_mb=1024)[0], n),
         }
         caches = {}
         for fmt, path in paths.items():
             fn, caches[f"ours_{fmt}"] = _ours(path, starts)
-            readers[f"ours_{fmt}"] = (fn, n)
+            readers[f"ours_{fmt}"] = Timed(fn, n)
             if fmt == "zarr":
-                readers["ours_zarr_nocache"] = (_ours(path, starts, cache_mb=0)[0], n)
-            readers[f"xbatcher_{fmt}"] = (_xbatcher(path, starts, dask=False), n)
-            readers[f"xbatcher_dask_{fmt}"] = (_xbatcher(path, starts, dask=True), max(10, n // 5))
-        fn, caches["inorder_ours_zarr"] = _ours(paths["zarr"], in_order)
-        readers["inorder_ours_zarr"] = (fn, n)
-        readers["inorder_ours_zarr_nocache"] = (_ours(paths["zarr"], in_order, cache_mb=0)[0], n)
-        readers["inorder_xbatcher_zarr"] = (_xbatcher(paths["zarr"], in_order, dask=False), n)
+                readers["ours_zarr_nocache"] = Timed(_ours(path, starts, cache_mb=0)[0], n)
+            readers[f"xbatcher_{fmt}"] = Timed(_xbatcher(path, starts, dask=False), n)
+            readers[f"xbatcher_dask_{fmt}"] = Timed(
+                _xbatcher(path, starts, dask=True), max(10, n // 5)
+            )
+        for fmt in ("zarr", "zarr_raw"):
+            fn, caches[f"inorder_ours_{fmt}"] = _ours(paths[fmt], in_order)
+            readers[f"inorder_ours_{fmt}"] = Timed(fn, n)
+        readers["inorder_ours_zarr_nocache"] = Timed(
+            _ours(paths["zarr"], in_order, cache_mb=0)[0], n
+        )
+        readers["inorder_xbatcher_zarr"] = Timed(_xbatcher(paths["zarr"], in_order, dask=False), n)
+        readers.update(_libraries(paths, {"": starts, "inorder_": in_order}, n))
         results = _best_rates(readers, ROUNDS)
+        fork = {
+            k: zarr_libraries.fork_safe(k, paths["zarr"]) for k in ("ours", "zarr", "tensorstore")
+        }
         hit_rates = {
             k: r._cache.hits / max(1, r._cache.hits + r._cache.misses) for k, r in caches.items()
         }
@@ -267,9 +346,10 @@ def main() -> None:
     ceiling = results["numpy_inmemory"]
     print(f"random {CONTEXT + HORIZON}x{side}x{side} float32 windows ({mb_per_window:.3f} MB), "
           f"{n} reads per reader, best of {ROUNDS} interleaved rounds")  # fmt: skip
-    print(f"{'reader':<24}{'windows/s':>12}{'MB/s':>10}{'vs numpy':>10}")
+    width = max(map(len, results)) + 2
+    print(f"{'reader':<{width}}{'windows/s':>12}{'MB/s':>10}{'vs numpy':>10}")
     for name, rate in results.items():
-        print(f"{name:<24}{rate:>12.0f}{rate * mb_per_window:>10.0f}{rate / ceiling:>10.3f}")
+        print(f"{name:<{width}}{rate:>12.0f}{rate * mb_per_window:>10.0f}{rate / ceiling:>10.3f}")
     ratios = {
         f"ours_vs_xbatcher_{fmt}": results[f"ours_{fmt}"] / results[f"xbatcher_{fmt}"]
         for fmt in paths
@@ -286,7 +366,11 @@ def main() -> None:
     ratios["ours_netcdf_vs_train_step"] = results["ours_netcdf"] / train_rate
     ratios["ours_zarr_vs_train_step"] = results["ours_zarr"] / train_rate
     for k, v in ratios.items():
-        print(f"{k:<32}{v:>8.1f}x")
+        print(f"{k:<40}{v:>8.1f}x")
+    lib_ratios = _library_ratios(results)
+    _print_libraries(results, lib_ratios)
+    for k, v in fork.items():
+        print(f"forked DataLoader workers, {k:<12} {'ok' if v['ok'] else 'FAILED: ' + v['error']}")
     for k, v in hit_rates.items():
         print(f"chunk cache hit rate {k:<22}{v:>8.2f}  ({LAZY_BUDGET_MB / 8:.0f} MB cache)")
     print(f"default ConvLSTM train step (batch 16, 32x32): {train_rate:.1f} windows/s")
@@ -294,6 +378,7 @@ def main() -> None:
         _print_rss(fmt, r)
     print(json.dumps({
         "window_mb": mb_per_window, "windows_per_s": results, "ratios": ratios,
+        "library_vs_ours": lib_ratios, "fork_safe": fork,
         "cache_hit_rate": hit_rates, "train_step_windows_per_s": train_rate, "rss": rss,
     }))  # fmt: skip
 
