@@ -22,7 +22,7 @@ from forecast.runs.promote import data_arrays, promote_version
 from forecast.runs.validate import validate
 from forecast.serving.pyfunc import model_metadata, unservable
 from forecast.tracking.mlflow import absolute_tracking_uri, flatten, git_commit
-from forecast.tracking.model_log import log_forecast_model
+from forecast.serving.packaging import log_forecast_model
 from forecast.tracking.registry import client_for, register_if_finite
 from forecast.tracking.run_outputs import (
     input_gradients,

@@ -1,26 +1,30 @@
-"""A fast ``POST /invocations`` for the project's pyfunc; every other request is MLflow's.
+"""``POST /invocations`` for the project's pyfunc: one parse, one predict, one answer per request.
 
 MLflow's scoring app spends more on JSON than on the forecast for a gridded model: its parser
 deep-copies the decoded lists and converts them against the signature (10.7 ms for one 12x32x32
 window), and its encoder writes the answer through ``json`` (5.5 ms); the ConvLSTM itself takes
-15-17 ms at one thread. This middleware answers the plain, good request itself:
+15-17 ms at one thread. :class:`Invocations` answers every request itself:
 
-- body ``{"inputs": <numbers>, "params": {...}?}`` with ``Content-Type: application/json``, numbers
-  that form one rectangular int/float array shaped ``(B, *sample_shape)``;
-- decoded by ``orjson`` and ``numpy``, predicted by the same loaded ``PyFuncModel.predict`` (the
-  signature's and the pyfunc's own checks run as in MLflow's path), encoded by ``orjson``.
+- the body is JSON (``Content-Type: application/json``, or no content type); others get 415;
+- decoded by ``orjson`` (Python's ``json`` for the ``NaN``/``Infinity`` literals MLflow accepts);
+  nesting deeper than :data:`MAX_DEPTH` is 400;
+- the envelope is MLflow's: exactly one of ``inputs``/``instances`` (a tensor; the model refuses
+  ``dataframe_split``/``dataframe_records`` tables) and optional ``params``; any other top-level
+  key, and any param the signature does not declare, is 400 naming it;
+- the same loaded ``PyFuncModel.predict`` runs (MLflow's signature and params checks, then the
+  pyfunc's own), on one worker thread, with a deadline (503 past it);
+- a model's ``MlflowException`` is answered with its own status and message; anything else is a
+  500 with a generic message, its traceback in the server log.
 
-Anything else (another format, content type or shape, JSON that ``orjson`` refuses, e.g. ``NaN``
-literals, and every request the model refuses) is replayed to the inner app, MLflow's scoring
-app, so errors and their messages are MLflow's path's by construction. Forecasts are the same
-float32 values either way; the JSON text may differ in float spelling (``1e-05`` vs ``1e-5``).
-Predictions run on one worker thread, one at a time, so they never compete for the intra-op
-threads.
+Forecasts are the same float32 values as MLflow's path; the JSON text may differ in float
+spelling (``1e-05`` vs ``1e-5``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from io import StringIO
@@ -29,41 +33,113 @@ from typing import Any
 import numpy as np
 import orjson
 
-from forecast.serving.app import ASGIApp, Message, Receive, Scope, Send
+from forecast.serving.asgi import error_body
 
-JSON_TYPES = ("application/json", "application/json;charset=utf-8")
+log = logging.getLogger("forecast.serving")
+JSON_TYPES = ("application/json",)
+INPUT_KEYS = ("inputs", "instances")
+TABLE_KEYS = ("dataframe_split", "dataframe_records")
+# deeper JSON is refused before Python's json could hit its recursion limit (a 500 in MLflow)
+MAX_DEPTH = 64
+# seconds one forecast may take, queueing included, before the client gets 503
+PREDICT_TIMEOUT_S = 30.0
 
 
-def parse_request(body: bytes, sample_shape: Sequence[int]) -> tuple[np.ndarray, Any] | None:
-    """Decode a plain ``{"inputs": ..., "params": ...}`` request, or None to leave it to MLflow.
+class BadRequest(Exception):
+    """A request this path refuses: HTTP status and message for the client."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _too_deep(body: bytes, limit: int) -> bool:
+    """Whether brackets nest deeper than ``limit`` (outside strings), without parsing."""
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def decode(body: bytes) -> Any:
+    """The JSON document of ``body``; :class:`BadRequest` for invalid or too deeply nested JSON."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        first = str(e)
+    if _too_deep(body, MAX_DEPTH):
+        raise BadRequest(f"request JSON nests deeper than {MAX_DEPTH} levels")
+    try:  # NaN / Infinity literals, which MLflow's parser accepts and orjson does not
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise BadRequest(f"request body is not valid JSON: {first}") from None
+
+
+def parse_request(body: bytes, sample_shape: Sequence[int]) -> tuple[Any, dict[str, Any] | None]:
+    """Validate MLflow's JSON envelope and decode the tensor.
 
     Args:
-        body: the raw request body.
-        sample_shape: one sample's shape; the input must be ``(B, *sample_shape)``, ``B >= 1``.
+        body: the raw request body (JSON).
+        sample_shape: one sample's shape; a numeric ``(B, *sample_shape)`` array becomes float32.
 
     Returns:
-        ``(x, params)`` with ``x`` float32 ``(B, *sample_shape)`` and ``params`` as sent (a dict
-        or None), or None when the request is not one this path answers.
+        ``(x, params)``: ``x`` a float32 array (or, for other shapes, the array as sent, for
+        the model's own message) and ``params`` a dict or None.
+
+    Raises:
+        BadRequest: naming the key or value that was wrong and what is expected.
     """
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(doc, dict) or "inputs" not in doc or not set(doc) <= {"inputs", "params"}:
-        return None
+    doc = decode(body)
+    shape = ", ".join(map(str, sample_shape))
+    expected = f"{{'inputs': [...], 'params': {{...}}}} with inputs shaped (batch, {shape})"
+    if not isinstance(doc, dict):
+        raise BadRequest(
+            f"request must be a JSON object {expected}, got a JSON {type(doc).__name__}"
+        )
+    unknown = sorted(set(doc) - {*INPUT_KEYS, *TABLE_KEYS, "params"})
+    if unknown:
+        raise BadRequest(f"unknown top-level key(s) {unknown}; expected {expected}")
+    given = [k for k in (*INPUT_KEYS, *TABLE_KEYS) if k in doc]
+    if len(given) != 1:
+        raise BadRequest(f"expected exactly one of {list(INPUT_KEYS)}, got {given or 'none'}")
+    if given[0] in TABLE_KEYS:
+        raise BadRequest(f"this model takes a tensor, not a table ({given[0]}); send {expected}")
     params = doc.get("params")
-    if not isinstance(doc["inputs"], list) or not (params is None or isinstance(params, dict)):
-        return None
+    if params is not None and not isinstance(params, dict):
+        raise BadRequest(f"params must be a JSON object, got {type(params).__name__}")
+    data = doc[given[0]]
+    if isinstance(data, dict):  # a named tensor: the model has one input
+        if len(data) != 1:
+            raise BadRequest(f"expected one input tensor, got a mapping with keys {sorted(data)}")
+        data = next(iter(data.values()))
+    if not isinstance(data, list):
+        raise BadRequest(
+            f"{given[0]} must be a (nested) list of numbers, got {type(data).__name__}"
+        )
     try:
-        x = np.asarray(doc["inputs"])
-    except ValueError:  # ragged nesting
-        return None
-    if x.dtype.kind not in "fi" or x.ndim < 1 or x.shape[0] < 1:
-        return None
-    if tuple(x.shape[1:]) != tuple(int(s) for s in sample_shape):
-        return None
-    with np.errstate(over="ignore"):  # beyond float32 becomes inf, which the model refuses
-        return x.astype(np.float32), params
+        x = np.asarray(data)
+    except ValueError:
+        raise BadRequest(f"{given[0]} is not a rectangular array (ragged nested lists)") from None
+    if x.dtype.kind not in "fiu" or x.ndim < 1:
+        raise BadRequest(f"{given[0]} must be numbers, got values of type {x.dtype}")
+    if tuple(x.shape[1:]) == tuple(int(s) for s in sample_shape):
+        with np.errstate(over="ignore"):  # beyond float32 becomes inf, which the model refuses
+            x = x.astype(np.float32)
+    return x, params
 
 
 def encode_predictions(y: Any) -> bytes:
@@ -83,79 +159,74 @@ def encode_predictions(y: Any) -> bytes:
     return out.getvalue().encode()
 
 
-def _is_json(scope: Scope) -> bool:
-    ctype = dict(scope.get("headers") or []).get(b"content-type", b"")
-    return ctype.decode("latin-1").replace(" ", "").lower() in JSON_TYPES
+def is_json(content_type: str | None) -> bool:
+    """JSON, or no content type at all (JSON by default)."""
+    if content_type is None or not content_type.strip():
+        return True
+    return content_type.split(";", 1)[0].strip().lower() in JSON_TYPES
 
 
-class FastInvocations:
-    """ASGI middleware: answer good plain-JSON ``/invocations`` requests without MLflow's parser.
+def _param_names(model: Any) -> set[str] | None:
+    """The params the model's signature declares (None: not known, so not checked)."""
+    try:
+        schema = model.metadata.get_params_schema()
+    except AttributeError:
+        return None
+    return set() if schema is None else {p.name for p in schema.params}
+
+
+class Invocations:
+    """The ``/invocations`` handler of :class:`forecast.serving.asgi.Guarded`.
 
     Args:
-        app: the inner app (MLflow's scoring app, possibly wrapped); it gets every request this
-            path does not answer, with the body replayed unchanged.
         model: the loaded ``PyFuncModel`` (its ``predict(x, params=...)`` is called).
         sample_shape: one sample's shape from the pyfunc's metadata.
+        timeout: seconds a request may wait for its forecast (queueing included).
     """
 
-    def __init__(self, app: ASGIApp, model: Any, sample_shape: Sequence[int]) -> None:
-        self.app, self.model = app, model
+    def __init__(
+        self, model: Any, sample_shape: Sequence[int], timeout: float = PREDICT_TIMEOUT_S
+    ) -> None:
+        self.model, self.timeout = model, float(timeout)
         self.sample_shape = tuple(int(s) for s in sample_shape)
+        self.params = _param_names(model)
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forecast-predict")
 
-    def _answer(self, body: bytes) -> bytes | None:
-        """Runs on the worker thread: the JSON answer, or None for the inner app to answer."""
-        parsed = parse_request(body, self.sample_shape)
-        if parsed is None:
-            return None
-        x, params = parsed
+    def answer(self, content_type: str | None, body: bytes) -> tuple[int, bytes]:
+        """Runs on the worker thread: ``(status, JSON body)`` for one request."""
+        from mlflow.exceptions import MlflowException
+
+        if not is_json(content_type):
+            return 415, error_body(
+                415, f"Content-Type must be application/json, got {content_type!r}"
+            )
         try:
+            x, params = parse_request(body, self.sample_shape)
+            unknown = sorted(set(params or ()) - self.params) if self.params is not None else []
+            if unknown:  # MLflow would drop them with a warning: the client meant something
+                raise BadRequest(
+                    f"unknown params {unknown}; expected some of {sorted(self.params)}"
+                )
             y = self.model.predict(x, params=params)
-        except Exception:  # noqa: BLE001 (refused or failed: MLflow's path answers it its way)
-            return None
-        return encode_predictions(y)
+        except BadRequest as e:
+            return e.status, error_body(e.status, e.message)
+        except MlflowException as e:  # refused by the signature or the pyfunc: its own message
+            status = int(e.get_http_status_code())
+            if status >= 500:
+                log.exception("model error answered %d", status)
+                return status, error_body(status, "the model failed on this request")
+            return status, json.dumps({"error_code": e.error_code, "message": e.message}).encode()
+        except Exception:  # noqa: BLE001 (a bug or a model failure: logged, never sent)
+            log.exception("unexpected error in /invocations")
+            return 500, error_body(500, "internal error: the model failed on this request")
+        return 200, encode_predictions(y)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a good request here; replay anything else to the inner app."""
-        if not (
-            scope["type"] == "http"
-            and scope.get("path") == "/invocations"
-            and scope.get("method") == "POST"
-            and _is_json(scope)
-        ):
-            await self.app(scope, receive, send)
-            return
-        parts: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            parts.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(parts)
+    async def __call__(self, content_type: str | None, body: bytes) -> tuple[int, bytes]:
+        """Answer on the worker thread, or 503 past the deadline (the forecast still finishes)."""
         loop = asyncio.get_running_loop()
-        answer = await loop.run_in_executor(self.pool, self._answer, body)
-        if answer is None:
-            await self.app(scope, _replay(body, receive), send)
-            return
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(answer)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": answer, "more_body": False})
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that hands over ``body`` once, then waits on the client as before."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
+        job = loop.run_in_executor(self.pool, self.answer, content_type, body)
+        try:
+            return await asyncio.wait_for(asyncio.shield(job), timeout=self.timeout)
+        except asyncio.TimeoutError:
+            log.warning("forecast not done within %.0f s: answered 503", self.timeout)
+            return 503, error_body(503, f"forecast not done within {self.timeout:g} s; retry later")

@@ -1,4 +1,4 @@
-"""Log a trained network as the project's pyfunc (models-from-code, no pickle) to an MLflow run."""
+"""Package a trained network as the project's pyfunc (models-from-code, no pickle) in a run."""
 
 from __future__ import annotations
 

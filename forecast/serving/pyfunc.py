@@ -12,6 +12,7 @@ import functools
 import importlib
 import inspect
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,40 @@ from torch import nn
 
 from forecast.data.normalize import Normalizer
 from forecast.data.spec import DataSpec
+from forecast.errors import ArtifactError
 from forecast.serving.runner import Runner, inference_runner
 from forecast.serving.tiles import forecast_tiled
 from forecast.serving.torch_thread import on_torch_thread
 from forecast.serving.validate import check_input, check_variables
 
 BUNDLE_FILES = ("weights.pt", "net.json", "normalizer.json", "metadata.json")
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A plain state dict from ``path``; an :class:`ArtifactError` naming the file otherwise.
+
+    ``weights_only=True`` refuses any pickled object that is not tensors and containers (a
+    crafted pickle runs no code); a truncated or corrupt file is refused too.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = " ".join(str(e).strip().split("\n", 1)[0].split())
+        raise ArtifactError(f"refused to load {path}: not plain tensors ({first})") from None
+    except (RuntimeError, EOFError, ValueError, OSError) as e:
+        first = " ".join(str(e).strip().split("\n", 1)[0].split())
+        raise ArtifactError(f"weights file {path} is corrupt or truncated ({first})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ArtifactError(f"weights file {path} is not a state dict of tensors")
+    return state
+
+
+def read_json(path: str | Path) -> Any:
+    """A bundle's JSON file; an :class:`ArtifactError` naming the file if it does not parse."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ArtifactError(f"model file {path} is unreadable or not JSON: {e}") from None
 
 
 def build_net(target: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -179,12 +208,18 @@ class ForecastModel(mlflow.pyfunc.PythonModel):
         on_torch_thread(self._load, artifacts)
 
     def _load(self, artifacts: dict[str, str]) -> None:
-        spec = json.loads(Path(artifacts["net"]).read_text())
+        spec = read_json(artifacts["net"])
         self.net = build_net(spec["target"], spec["kwargs"])
-        state = torch.load(artifacts["weights"], map_location="cpu", weights_only=True)
-        self.net.load_state_dict(state)
+        state = load_weights(artifacts["weights"])
+        try:
+            self.net.load_state_dict(state)
+        except RuntimeError as e:  # other shapes or names: weights of another net
+            raise ArtifactError(
+                f"weights file {artifacts['weights']} does not fit {spec['target']}: "
+                + " ".join(str(e).split())[:300]
+            ) from None
         self.net.eval()
-        self.metadata: dict[str, Any] = json.loads(Path(artifacts["metadata"]).read_text())
+        self.metadata: dict[str, Any] = read_json(artifacts["metadata"])
         patch = self.metadata.get("patch")
         self.patch = (int(patch[0]), int(patch[1])) if patch else None
         self.tiled = self.patch is not None and not self._reads_whole_grid(spec["kwargs"])

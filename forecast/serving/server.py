@@ -1,10 +1,11 @@
-"""The model server CLI and helpers to start and stop a local server process (tests, benchmarks).
+"""Serving a registered model: :func:`serve`, and helpers to start and stop a server process.
 
-``python -m forecast.serving.server MODEL_URI`` serves MLflow's own scoring app (same protocol as
-``mlflow models serve``) under uvicorn on 127.0.0.1, with a request byte cap, clean 400
-messages (:mod:`forecast.serving.app`) and a faster JSON path for good forecast requests
-(:mod:`forecast.serving.fast_path`). ``mlflow models serve --env-manager local`` still works
-for the same model, without the cap.
+``python -m pipelines.serve MODEL_URI`` (also ``python -m forecast.serving.server``) serves
+MLflow's scoring protocol (the same as ``mlflow models serve``) under uvicorn on 127.0.0.1,
+through our ASGI layer (:mod:`forecast.serving.app`): a request byte cap, read and forecast
+deadlines, and ``/invocations`` parsed, predicted and answered once
+(:mod:`forecast.serving.fast_path`).
+``mlflow models serve --env-manager local`` still works for the same model, without the cap.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -72,7 +74,7 @@ def start_server(
         ]  # fmt: skip
     else:
         cmd = [
-            sys.executable, "-m", "forecast.serving.server", model_uri,
+            sys.executable, "-m", "pipelines.serve", model_uri,
             "--port", str(port), "--workers", str(workers),
         ]  # fmt: skip
         if threads:
@@ -153,73 +155,69 @@ def preflight(model_uri: str, tracking_uri: str) -> str:
     return str(resolve(client_for(tracking_uri), name, alias).version)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Serve a registered model: ``python -m forecast.serving.server MODEL_URI [options]``.
+def serve(
+    model_uri: str,
+    port: int,
+    workers: int,
+    threads: int,
+    max_body_bytes: int | None = None,
+    idle_timeout: float = 5.0,
+    body_timeout: float = 30.0,
+    predict_timeout: float = 30.0,
+) -> None:
+    """Check the store and model, load the model once, then serve it under uvicorn on 127.0.0.1.
 
-    Options: ``--port P --workers N --threads T --max-body-bytes B``. Checks the store and the
-    model reference, downloads the model once, then serves MLflow's scoring app with the byte
-    cap under uvicorn on 127.0.0.1. SIGTERM/SIGINT stop uvicorn
-    gracefully (and its workers with it).
+    Everything that can fail on a bad model (an unreachable store, an unknown reference, weights
+    that do not load) fails here, before the port is bound, as a ``ForecastError``.
+    SIGTERM/SIGINT stop uvicorn gracefully (and its workers with it).
 
-    The tracking store comes from ``MLFLOW_TRACKING_URI`` (default: the project's sqlite file).
+    Args:
+        model_uri: ``models:/<name>@<alias>`` or ``models:/<name>/<version>``.
+        port: the port to bind on 127.0.0.1.
+        workers: uvicorn worker processes.
+        threads: intra-op threads per worker.
+        max_body_bytes: the request byte cap (default: from the model's metadata).
+        idle_timeout: seconds an idle keep-alive connection stays open.
+        body_timeout: seconds a client may take to send a request body (408 after).
+        predict_timeout: seconds a request may wait for its forecast (503 after).
     """
-    import argparse
-
-    from forecast.errors import ForecastError
-    from forecast.serving.app import ENV_MAX_BYTES, ENV_MODEL
+    from forecast.serving import app
     from forecast.tracking.mlflow import absolute_tracking_uri
 
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("model_uri")
-    p.add_argument("--port", type=int, default=5000)
-    p.add_argument("--workers", type=int, default=1)
-    # forecasts run one at a time per worker, on one thread (forecast.serving.torch_thread), so
-    # the cores are split between workers: grid p50 18.8 ms at 1 thread, 13.4 ms at 2 on 2 cores
-    p.add_argument(
-        "--threads", type=int, default=None,
-        help="intra-op threads per worker (default: usable cores // workers, at least 1)",
-    )  # fmt: skip
-    p.add_argument(
-        "--max-body-bytes", type=int, default=None,
-        help="request byte cap (default: max_samples full samples as JSON)",
-    )  # fmt: skip
-    args = p.parse_args(argv)
-    if args.threads is None:
-        args.threads = max(1, len(os.sched_getaffinity(0)) // max(1, args.workers))
-    if args.threads < 1:
-        p.error(f"--threads must be a positive thread count, got {args.threads}")
-    if args.max_body_bytes is not None and args.max_body_bytes <= 0:
-        p.error(f"--max-body-bytes must be a positive byte count, got {args.max_body_bytes}")
     uri = absolute_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
-    try:
-        version = preflight(args.model_uri, uri)
-    except ForecastError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    version = preflight(model_uri, uri)
     # workers are spawned after this: they inherit it (torch reads it when first imported)
-    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
     import mlflow
     import uvicorn
 
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    local = mlflow.artifacts.download_artifacts(artifact_uri=args.model_uri, tracking_uri=uri)
-    os.environ[ENV_MODEL] = local
-    if args.max_body_bytes:
-        os.environ[ENV_MAX_BYTES] = str(args.max_body_bytes)
+    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, tracking_uri=uri)
+    os.environ[app.ENV_MODEL] = local
+    os.environ[app.ENV_BODY_TIMEOUT] = str(body_timeout)
+    os.environ[app.ENV_PREDICT_TIMEOUT] = str(predict_timeout)
+    if max_body_bytes:
+        os.environ[app.ENV_MAX_BYTES] = str(max_body_bytes)
     import torch
 
-    torch.set_num_threads(args.threads)  # this process is the worker when --workers 1
-    where = f"http://127.0.0.1:{args.port}"
-    print(f"serving {args.model_uri} (version {version}) on {where}", flush=True)
+    torch.set_num_threads(threads)  # this process is the worker when --workers 1
+    # loaded here so a bad model exits before binding; one worker serves this very app
+    served = app.build_app(app.load_served(local), max_body_bytes, body_timeout, predict_timeout)
+    target: Any = served if workers == 1 else "forecast.serving.app:create_app"
+    where = f"http://127.0.0.1:{port}"
+    print(f"serving {model_uri} (version {version}) on {where}", flush=True)
     uvicorn.run(
-        "forecast.serving.app:create_app",
-        factory=True,
+        target,
+        factory=workers > 1,
         host="127.0.0.1",
-        port=args.port,
-        workers=args.workers,
+        port=port,
+        workers=workers,
         log_level="warning",
+        timeout_keep_alive=int(max(1, idle_timeout)),
     )
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # the same CLI as python -m pipelines.serve
+    from pipelines.serve import main
+
     main()

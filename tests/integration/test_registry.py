@@ -16,7 +16,7 @@ from forecast.errors import ForecastError
 from forecast.models.conv_lstm import ConvLSTMForecaster
 from forecast.runs.promote import promote_version
 from forecast.serving.pyfunc import model_metadata
-from forecast.tracking.model_log import log_forecast_model
+from forecast.serving.packaging import log_forecast_model
 from forecast.tracking.registry import client_for, load_version, register_if_finite
 
 CTX, H, GRID, NAME = 4, 2, (4, 4), "forecast-test"
@@ -134,7 +134,7 @@ def test_server_preflight_names_what_is_wrong(store):
 
 
 def test_server_cli_refuses_a_missing_alias_and_a_bad_cap_in_one_line(store, monkeypatch, capsys):
-    from forecast.serving.server import main
+    from pipelines.serve import main
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store[0])
     with pytest.raises(SystemExit) as e:

@@ -159,7 +159,7 @@ def test_wrong_content_type_is_refused_and_server_stays_up(server):
 def test_oversized_payload_gets_413_and_server_stays_up(server):
     port, proc, kind = server
     if kind == "mlflow":
-        pytest.skip("`mlflow models serve` has no byte cap: use python -m forecast.serving.server")
+        pytest.skip("`mlflow models serve` has no byte cap: use python -m pipelines.serve")
     big = json.dumps({"inputs": window(100)}).encode()  # over 64 samples' worth of JSON
     status, text = post(port, big)
     assert status == 413, text[:300]
