@@ -10,6 +10,9 @@ import numpy as np
 
 from forecast.errors import DataError
 
+# offsets and scales beyond this are float32 overflow, not data (float32 max is ~3.4e38)
+F32_LIMIT = 1e30
+
 
 @dataclass(frozen=True)
 class Normalizer:
@@ -47,7 +50,22 @@ class Normalizer:
                 f"cannot fit normalisation: variables {bad} have no finite value in the training "
                 "split; drop them from `variables` or change the splits"
             )
-        scale = np.where(np.asarray(scale) > 0, scale, 1.0)  # a constant variable stays unscaled
+        # float32 sums of squares overflow for values beyond ~1e19: scaling would be meaningless
+        huge = [
+            v for v, o, s in zip(variables, offset, scale, strict=True)
+            if not (np.isfinite(s) and abs(o) < F32_LIMIT and s < F32_LIMIT)
+        ]  # fmt: skip
+        if huge:
+            raise DataError(
+                f"cannot fit normalisation: the statistics of variables {huge} overflow float32 "
+                "(values beyond ~1e19); rescale them (other units) before training"
+            )
+        constant = [v for v, s in zip(variables, scale, strict=True) if not s > 0]
+        if constant:  # nothing to learn from, and z-scores would divide by zero
+            raise DataError(
+                f"cannot fit normalisation: variables {constant} are constant in the training "
+                "split (zero variance); drop them from `variables`"
+            )
         return cls(tuple(variables), tuple(map(float, offset)), tuple(map(float, scale)), kind)
 
     def subset(self, variables: list[str] | tuple[str, ...]) -> Normalizer:

@@ -72,12 +72,18 @@ class CsvSensorSource:
                 f"{f}: columns {missing} not found (columns: {list(df.columns)}); fix "
                 "`time_column`/`time_parts`/`station_column` in the data config"
             )
-        if self.time_parts:
-            parts = df[self.time_parts].rename(columns=dict(zip(self.time_parts,
-                ["year", "month", "day", "hour", "minute"], strict=False)))  # fmt: skip
-            time = pd.to_datetime(parts)
-        else:
-            time = pd.to_datetime(df[self.time_column])
+        try:
+            if self.time_parts:
+                parts = df[self.time_parts].rename(columns=dict(zip(self.time_parts,
+                    ["year", "month", "day", "hour", "minute"], strict=False)))  # fmt: skip
+                time = pd.to_datetime(parts)
+            else:
+                time = pd.to_datetime(df[self.time_column])
+        except (ValueError, TypeError, OverflowError) as e:  # e.g. "31/02/2020" or "n/a"
+            raise DataError(
+                f"{f}: cannot parse the dates in column(s) {time_cols} ({str(e).splitlines()[0]}); "
+                "expected ISO dates such as 2020-01-31 12:00 in every row"
+            ) from None
         station = df[self.station_column].astype(str) if self.station_column else f.stem
         keep = self.variables or [
             c for c in df.columns if c not in {*time_cols, self.station_column, "No"}

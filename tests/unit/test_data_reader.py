@@ -70,11 +70,11 @@ def test_normalizer_round_trip_and_save(tmp_path):
         ["a", "b"],
         "zscore",
         np.array([1.0, -2.0]),
-        np.array([2.0, 0.0]),
+        np.array([2.0, 3.0]),
         np.zeros(2),
         np.ones(2),
     )
-    assert n.scale == (2.0, 1.0)  # a constant variable stays unscaled
+    assert n.scale == (2.0, 3.0)  # a constant variable is refused (tests/faults)
     x = np.random.default_rng(0).normal(size=(3, 4, 2)).astype("f4")
     np.testing.assert_allclose(n.inverse(n.transform(x, axis=-1), axis=-1), x, atol=1e-6)
     n.save(tmp_path / "n.json")
