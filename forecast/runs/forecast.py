@@ -16,7 +16,7 @@ import xarray as xr
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from forecast.errors import DataError
+from forecast.errors import DataError, StorageError
 from forecast.tracking.mlflow import absolute_tracking_uri, check_reachable
 from forecast.tracking.registry import load_version
 
@@ -25,6 +25,12 @@ def latest_window(ds: xr.Dataset, variables: list[str], context: int, grid: bool
     """The last ``context`` time steps of ``variables`` (lazy selection: reads only those)."""
     if ds.sizes["time"] < context:
         raise DataError(f"the store has {ds.sizes['time']} time steps, the model needs {context}")
+    absent = [v for v in variables if v not in ds.data_vars]
+    if absent:
+        raise DataError(
+            f"the store lacks the model's variables {absent} (it has "
+            f"{sorted(map(str, ds.data_vars))}); point data.source.path at a store with them"
+        )
     window = ds[variables].isel(time=slice(-context, None))
     return window.transpose("time", ...) if grid else window.transpose("time", "sensor")
 
@@ -115,6 +121,9 @@ def write_atomic(ds: xr.Dataset, path: Path) -> Path:
             os.replace(tmp, path)
         else:
             raise DataError(f"forecast output must end in .nc or .zarr, got '{path}'")
+    except OSError as e:  # full disk, read-only or vanished directory: nothing is left behind
+        why = e.strerror or " ".join(str(e).split())[:200]
+        raise StorageError(f"cannot write {path}: {why}; no partial file was kept") from e
     finally:
         if tmp.exists():
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()

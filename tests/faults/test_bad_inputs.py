@@ -1,0 +1,108 @@
+"""Every bad input of the catalogue is refused with one line that names it (no traceback).
+
+The fast tier composes and runs each case in-process and checks the entry point's message
+(:func:`pipelines._cli.describe`); a few cases also go through a pipeline's ``main`` to check the
+exit code and the single ``error:`` line. The slow test runs every case as a subprocess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import compose_train
+from omegaconf import open_dict
+
+from benchmarks.fault_cases import train_cases
+from forecast.runs.train import train
+from pipelines._cli import describe
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = ["trainer=smoke", "logger=none", "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("faults")
+    out = train_cases(tmp)
+    if not torch.cuda.is_available():
+        out["gpu on a CPU host"] = (["trainer=gpu"], "trainer.accelerator")
+    return tmp, out
+
+
+def run_case(tmp: Path, overrides: list[str]) -> str:
+    """Compose and train in-process; the one-line message the entry point would print."""
+    try:
+        cfg = compose_train([*QUICK, *overrides])
+        with open_dict(cfg):
+            cfg.paths.root_dir = str(tmp)
+            cfg.paths.output_dir = str(tmp / "out")
+        train(cfg)
+    except Exception as e:  # noqa: BLE001 (the boundary's own classification is under test)
+        message = describe(e)
+        assert message is not None, f"{type(e).__name__} would print a traceback: {e}"
+        return message
+    raise AssertionError(f"{overrides} was accepted")
+
+
+def test_every_bad_training_input_is_one_clear_line(cases):
+    tmp, table = cases
+    failures = []
+    for name, (overrides, words) in sorted(table.items()):
+        message = run_case(tmp, overrides)
+        if words not in message or "\n" in message:
+            failures.append(f"{name}: {message!r} lacks {words!r}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("args", [["data.batch_size=0"], ["trainer.max_epochz=3"]])
+def test_pipeline_main_exits_2_with_one_error_line(tmp_path, monkeypatch, capsys, args):
+    import pipelines.train as shim
+
+    monkeypatch.setenv("FORECAST_ROOT", str(tmp_path))
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.delenv("FORECAST_CLI_DEBUG", raising=False)
+    run_dir = f"hydra.run.dir={tmp_path / 'hydra'}"
+    monkeypatch.setattr(sys, "argv", ["pipelines.train", *QUICK, run_dir, *args])
+    with pytest.raises(SystemExit) as e:
+        shim.main()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
+    assert args[0].split("=")[0].split(".")[-1] in err[0]
+
+
+def test_traceback_with_hydra_full_error(tmp_path, monkeypatch):
+    import pipelines.train as shim
+    from forecast.errors import ConfigError
+
+    monkeypatch.setenv("FORECAST_ROOT", str(tmp_path))
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.delenv("FORECAST_CLI_DEBUG", raising=False)
+    run_dir = f"hydra.run.dir={tmp_path / 'hydra'}"
+    monkeypatch.setattr(sys, "argv", ["pipelines.train", *QUICK, run_dir, "data.batch_size=0"])
+    with pytest.raises(ConfigError, match="data.batch_size"):
+        shim.main()
+
+
+@pytest.mark.slow
+def test_every_bad_training_input_as_a_user_types_it(cases):
+    """Each case through ``python -m pipelines.train``: exit 2, one ``error:`` line, no trace."""
+    tmp, table = cases
+    env = {**os.environ, "FORECAST_ROOT": str(tmp), "OMP_NUM_THREADS": "1"}
+    for key in ("MLFLOW_TRACKING_URI", "HYDRA_FULL_ERROR", "FORECAST_CLI_DEBUG"):
+        env.pop(key, None)
+    failures = []
+    for name, (overrides, words) in sorted(table.items()):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipelines.train", *QUICK, *overrides],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+        ok = proc.returncode == 2 and len(lines) == 1 and words in lines[0]
+        if not ok or "Traceback" in proc.stderr:
+            failures.append(f"{name}: rc={proc.returncode} {proc.stderr[-400:]!r}")
+    assert not failures, "\n".join(failures)
