@@ -42,12 +42,14 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        first = " ".join(str(e).strip().split("\n", 1)[0].split())
-        raise ArtifactError(f"refused to load {path}: not plain tensors ({first})") from None
+    except pickle.UnpicklingError as e:  # torch's long advice is for trusted files: not here
+        raise ArtifactError(
+            f"refused to load {path}: it pickles objects that are not plain tensors "
+            "(torch.load weights_only refused them); re-export the weights as a state dict"
+        ) from e
     except (RuntimeError, EOFError, ValueError, OSError) as e:
-        first = " ".join(str(e).strip().split("\n", 1)[0].split())
-        raise ArtifactError(f"weights file {path} is corrupt or truncated ({first})") from None
+        first = " ".join(str(e).strip().split("\n", 1)[0].split())[:200]
+        raise ArtifactError(f"weights file {path} is corrupt or truncated ({first})") from e
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ArtifactError(f"weights file {path} is not a state dict of tensors")
     return state
