@@ -37,13 +37,14 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from benchmarks import zarr_libraries
+from benchmarks.zarr_libraries import Timed
 from forecast.data.datasets import GridWindows
 from forecast.data.normalize import Normalizer
 from forecast.data.reader import FrameReader
@@ -83,14 +84,6 @@ def _store(
     return {"zarr": zarr_path, "zarr_raw": raw_path, "netcdf": nc_path}
 
 
-class Timed(NamedTuple):
-    """A reader called with 0..n-1; ``before`` (untimed) sets up process-wide settings."""
-
-    fn: Callable[[int], object]
-    n: int
-    before: Callable[[], None] | None = None
-
-
 def _best_rates(readers: dict[str, Timed], rounds: int) -> dict:
     """Calls per second of each reader, best over ``rounds``.
 
@@ -121,52 +114,6 @@ def _ours(
     assert reader.in_memory == (budget_mb > 100)
     windows = GridWindows(reader, starts, CONTEXT, HORIZON, Normalizer(("field",), (0.0,), (1.0,)))
     return (lambda i: windows[i]), reader
-
-
-def _libraries(paths: dict[str, Path], orders: dict[str, np.ndarray], n: int) -> dict[str, Timed]:
-    """Every Zarr library reader, per store and window order, checked against ours first."""
-    readers = {}
-    for fmt in ("zarr", "zarr_raw"):
-        for order, starts in orders.items():
-            ref = _ours(paths[fmt], starts)[0](0)["x"]
-            libs = zarr_libraries.sources(paths[fmt], LAZY_BUDGET_MB / 8)
-            for lib, (source, workers) in libs.items():
-                zarr_libraries.zarr_threads(workers)
-                fn = _ours(source, starts)[0]
-                if not np.array_equal(fn(0)["x"], ref):
-                    raise AssertionError(f"{lib} reads other values than ours from {fmt}")
-                before = (lambda w=workers: zarr_libraries.zarr_threads(w)) if workers else None
-                slow = lib.startswith("xarray")  # several times slower per window: fewer reads
-                readers[f"{order}{lib}_{fmt}"] = Timed(fn, max(10, n // 5) if slow else n, before)
-    zarr_libraries.zarr_threads(None)
-    return readers
-
-
-# case -> (window order prefix, store): zstd is zarr's default codec, raw the fastest layout
-CASES = {
-    "random_zstd": ("", "zarr"),
-    "inorder_zstd": ("inorder_", "zarr"),
-    "random_raw": ("", "zarr_raw"),
-    "inorder_raw": ("inorder_", "zarr_raw"),
-}
-
-
-def _library_ratios(results: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Per case, each library reader's rate over ours on the same store and window order."""
-    libs = zarr_libraries.sources(Path("."), LAZY_BUDGET_MB / 8)  # names only: opens nothing
-    return {
-        case: {lib: results[f"{order}{lib}_{fmt}"] / results[f"{order}ours_{fmt}"] for lib in libs}
-        for case, (order, fmt) in CASES.items()
-    }
-
-
-def _print_libraries(results: dict[str, float], ratios: dict[str, dict[str, float]]) -> None:
-    print("Zarr libraries on the same GridWindows path: windows/s as a ratio to ours")
-    print(f"{'reader':<40}" + "".join(f"{case:>14}" for case in CASES))
-    ours = [results[f"{order}ours_{fmt}"] for order, fmt in CASES.values()]
-    print(f"{'ours (windows/s)':<40}" + "".join(f"{r:>14.0f}" for r in ours))
-    for lib in ratios["random_zstd"]:
-        print(f"{lib:<40}" + "".join(f"{ratios[case][lib]:>14.2f}" for case in CASES))
 
 
 def _xbatcher(path: Path, starts: np.ndarray, dask: bool) -> Callable[[int], object]:
@@ -331,7 +278,15 @@ def main() -> None:
             _ours(paths["zarr"], in_order, cache_mb=0)[0], n
         )
         readers["inorder_xbatcher_zarr"] = Timed(_xbatcher(paths["zarr"], in_order, dask=False), n)
-        readers.update(_libraries(paths, {"": starts, "inorder_": in_order}, n))
+        readers.update(
+            zarr_libraries.readers(
+                paths,
+                {"": starts, "inorder_": in_order},
+                n,
+                lambda src, s: _ours(src, s)[0],
+                LAZY_BUDGET_MB / 8,
+            )
+        )
         results = _best_rates(readers, ROUNDS)
         fork = {
             k: zarr_libraries.fork_safe(k, paths["zarr"]) for k in ("ours", "zarr", "tensorstore")
@@ -367,8 +322,8 @@ def main() -> None:
     ratios["ours_zarr_vs_train_step"] = results["ours_zarr"] / train_rate
     for k, v in ratios.items():
         print(f"{k:<40}{v:>8.1f}x")
-    lib_ratios = _library_ratios(results)
-    _print_libraries(results, lib_ratios)
+    lib_ratios = zarr_libraries.ratios(results, LAZY_BUDGET_MB / 8)
+    zarr_libraries.print_ratios(results, lib_ratios)
     for k, v in fork.items():
         print(f"forked DataLoader workers, {k:<12} {'ok' if v['ok'] else 'FAILED: ' + v['error']}")
     for k, v in hit_rates.items():

@@ -1,4 +1,6 @@
-"""Maintained Zarr readers plugged into the data layer, for ``benchmarks.loader``.
+"""Maintained Zarr readers on the data layer's window path, and their ratios to ours.
+
+Used by ``benchmarks.loader``, which times them in the same interleaved rounds as ours.
 
 Each library is read through the same ``GridWindows`` on ``FrameReader`` path as ours, so a
 ratio compares only the chunk reading: as the reader's raw array (``backend``: zarr-python's
@@ -13,9 +15,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -30,6 +33,14 @@ from forecast.data.sources import StoreSource
 ZARR_SETTINGS = ((10, None), (2, 2), (1, 1))
 # TensorStore: (cache_pool MB, data_copy_concurrency); None is its default (all cores)
 TS_SETTINGS = (("ours", None), ("ours", 1), (0.0, None))
+
+
+class Timed(NamedTuple):
+    """A reader called with 0..n-1; ``before`` (untimed) sets up process-wide settings."""
+
+    fn: Callable[[int], object]
+    n: int
+    before: Callable[[], None] | None = None
 
 
 def zarr_threads(max_workers: int | None) -> None:
@@ -177,3 +188,63 @@ def fork_safe(kind: str, path: Path) -> dict[str, Any]:
         return {"ok": True, **json.loads(out.stdout.strip().splitlines()[-1])}
     lines = [x for x in out.stderr.splitlines() if x.strip() and not x.startswith(" ")]
     return {"ok": False, "error": " | ".join(dict.fromkeys(lines[:3]))}
+
+
+def readers(
+    paths: dict[str, Path],
+    orders: dict[str, np.ndarray],
+    n: int,
+    windows: Callable[[Any, np.ndarray], Callable[[int], Any]],
+    cache_mb: float,
+) -> dict[str, Timed]:
+    """Every library reader, per store and window order, checked against ours first.
+
+    Args:
+        paths: the benchmark's stores; ``zarr`` (zstd) and ``zarr_raw`` are read.
+        orders: window order name prefix ("" or "inorder_") -> window start rows.
+        n: reads per timing (a fifth of it for the slower xarray paths).
+        windows: (path or source, starts) -> ``GridWindows`` items, as the loader builds ours.
+        cache_mb: our chunk cache's bound (TensorStore's cache pool gets the same).
+    """
+    out = {}
+    for fmt in ("zarr", "zarr_raw"):
+        for order, starts in orders.items():
+            ref = windows(paths[fmt], starts)(0)["x"]
+            for lib, (source, workers) in sources(paths[fmt], cache_mb).items():
+                zarr_threads(workers)
+                fn = windows(source, starts)
+                if not np.array_equal(fn(0)["x"], ref):
+                    raise AssertionError(f"{lib} reads other values than ours from {fmt}")
+                before = (lambda w=workers: zarr_threads(w)) if workers else None
+                slow = lib.startswith("xarray")  # several times slower per window: fewer reads
+                out[f"{order}{lib}_{fmt}"] = Timed(fn, max(10, n // 5) if slow else n, before)
+    zarr_threads(None)
+    return out
+
+
+# case -> (window order prefix, store): zstd is zarr's default codec, raw the fastest layout
+CASES = {
+    "random_zstd": ("", "zarr"),
+    "inorder_zstd": ("inorder_", "zarr"),
+    "random_raw": ("", "zarr_raw"),
+    "inorder_raw": ("inorder_", "zarr_raw"),
+}
+
+
+def ratios(results: dict[str, float], cache_mb: float) -> dict[str, dict[str, float]]:
+    """Per case, each library reader's rate over ours on the same store and window order."""
+    libs = sources(Path("."), cache_mb)  # names only: opens nothing
+    return {
+        case: {lib: results[f"{order}{lib}_{fmt}"] / results[f"{order}ours_{fmt}"] for lib in libs}
+        for case, (order, fmt) in CASES.items()
+    }
+
+
+def print_ratios(results: dict[str, float], table: dict[str, dict[str, float]]) -> None:
+    """The table of :func:`ratios`, with our own rates on top."""
+    print("Zarr libraries on the same GridWindows path: windows/s as a ratio to ours")
+    print(f"{'reader':<40}" + "".join(f"{case:>14}" for case in CASES))
+    ours = [results[f"{order}ours_{fmt}"] for order, fmt in CASES.values()]
+    print(f"{'ours (windows/s)':<40}" + "".join(f"{r:>14.0f}" for r in ours))
+    for lib in table["random_zstd"]:
+        print(f"{lib:<40}" + "".join(f"{table[case][lib]:>14.2f}" for case in CASES))
