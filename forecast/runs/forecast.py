@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from forecast.errors import DataError, StorageError
 from forecast.tracking.mlflow import absolute_tracking_uri, check_reachable
-from forecast.tracking.registry import load_version
+from forecast.tracking.registry import client_for, load_version, resolve
 
 
 def latest_window(ds: xr.Dataset, variables: list[str], context: int, grid: bool) -> xr.Dataset:
@@ -141,7 +141,9 @@ def forecast(cfg: DictConfig) -> Path:
     """
     uri = absolute_tracking_uri(str(cfg.tracking_uri))
     check_reachable(uri)
-    model = load_version(uri, str(cfg.model_name), str(cfg.alias))
+    # the alias moves: resolve it once, load that version and name it in the file
+    mv = resolve(client_for(uri), str(cfg.model_name), str(cfg.alias))
+    model = load_version(uri, str(cfg.model_name), str(mv.version))
     meta = model.unwrap_python_model().metadata
     dm = instantiate(cfg.data)
     grid = meta.get("grid") is not None
@@ -157,6 +159,12 @@ def forecast(cfg: DictConfig) -> Path:
     targets = list(meta.get("targets") or variables)
     out = forecast_dataset(y, window, targets, grid, f"models:/{cfg.model_name}@{cfg.alias}")
     out.attrs["missing_inputs"] = missing
+    out.attrs.update(
+        model_name=str(cfg.model_name),
+        model_version=str(mv.version),
+        model_alias=str(cfg.alias),
+        run_id=str(mv.run_id or ""),
+    )
     issue = pd.Timestamp(out["time"].values[0]).strftime("%Y%m%dT%H%M")
     path = Path(str(cfg.output_dir)) / f"{cfg.model_name}_{issue}.{cfg.format}"
     return write_atomic(out, path)

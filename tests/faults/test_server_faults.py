@@ -1,0 +1,113 @@
+"""The real server process: a bad model exits 2 at start; bad and slow clients never get a 5xx."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.fault_artifacts import corrupt, crafted
+from forecast.serving.server import free_port, start_server, stop_server, wait_ready
+
+ROOT = Path(__file__).resolve().parents[2]
+NAME = "faults"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A sqlite store with a good champion (v1) and two broken versions (v2 truncated, v3 evil)."""
+    import torch
+
+    from forecast.data.normalize import Normalizer
+    from forecast.data.spec import DataSpec
+    from forecast.models.conv_lstm import ConvLSTMForecaster
+    from forecast.serving.packaging import log_forecast_model
+    from forecast.serving.pyfunc import model_metadata
+    from forecast.tracking.registry import client_for
+
+    tmp = tmp_path_factory.mktemp("server")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    client = client_for(uri)
+    exp = client.create_experiment("faults", artifact_location=(tmp / "art").as_uri())
+    kwargs = {"in_channels": 1, "horizon": 2, "hidden_channels": [2], "kernel_size": 3}
+    meta = model_metadata(DataSpec(1, 1, 3, 2, grid=(4, 4), variables=("field",)), max_samples=4)
+    norm = Normalizer(("field",), (0.0,), (1.0,))
+    client.create_registered_model(NAME)
+    for version in (1, 2, 3):
+        torch.manual_seed(0)
+        run = client.create_run(exp)
+        _, model_id = log_forecast_model(
+            uri, run.info.run_id, ConvLSTMForecaster(**kwargs),
+            "forecast.models.conv_lstm.ConvLSTMForecaster", kwargs, norm, meta,
+            np.zeros((1, 3, 1, 4, 4), np.float32),
+        )  # fmt: skip
+        client.create_model_version(NAME, f"models:/{model_id}", run.info.run_id, model_id=model_id)
+        if version > 1:
+            stored = Path(client.get_model_version_download_uri(NAME, str(version))[7:])
+            weights = next(stored.rglob("weights.pt"))
+            corrupt(weights) if version == 2 else crafted(weights, tmp)
+    client.set_registered_model_alias(NAME, "champion", "1")
+    return uri, tmp
+
+
+@pytest.mark.parametrize(("version", "words"), [("2", "corrupt or truncated"), ("3", "refused")])
+def test_bad_model_exits_2_at_start_in_one_line(store, version, words):
+    uri, tmp = store
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.serve", f"models:/{NAME}/{version}", "--port",
+         str(free_port())], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(lines) == 1 and words in lines[0], proc.stderr[-800:]
+    assert "Traceback" not in proc.stderr and time.monotonic() - t0 < 60
+    assert not (tmp / "forecast-fault-pickle-ran").exists()
+
+
+def post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("POST", "/invocations", body=body, headers=headers)
+    r = conn.getresponse()
+    out = r.status, json.loads(r.read() or b"{}")
+    conn.close()
+    return out
+
+
+def test_bad_and_slow_clients_get_4xx_and_the_server_stays_up(store, tmp_path):
+    uri, _ = store
+    port = free_port()
+    log = tmp_path / "server.log"
+    proc = start_server(f"models:/{NAME}@champion", port, uri, log, threads=1)
+    try:
+        wait_ready(proc, port)
+        good = json.dumps({"inputs": np.zeros((1, 3, 1, 4, 4)).tolist()}).encode()
+        assert post(port, good, {})[0] == 200  # no Content-Type: JSON by default
+        cases = [
+            (b"[" * 3000 + b"]" * 3000, {"Content-Type": "application/json"}, 400, "nests"),
+            (good[:-1] + b', "foo": 1}', {}, 400, "'foo'"),
+            (good, {"Content-Type": "text/csv"}, 415, "application/json"),
+        ]
+        for body, headers, status, words in cases:
+            got, answer = post(port, body, headers)
+            assert got == status and words in answer["message"], (got, answer)
+        # a client that sends half its body and stalls is not kept forever (idle/slow limit)
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+            s.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            s.settimeout(60)
+            t0 = time.monotonic()
+            reply = s.recv(4096)
+            assert time.monotonic() - t0 < 45 and (reply == b"" or b" 408 " in reply)
+        assert post(port, good, {"Content-Type": "application/json"})[0] == 200
+    finally:
+        stop_server(proc)
+    assert b"Traceback" not in log.read_bytes()
