@@ -38,6 +38,31 @@ class Decision:
     champion_score: float | None = None
 
 
+# what must match for two models to compete for one alias (served the same requests, same task)
+TASK_KEYS = (
+    "variables",
+    "targets",
+    "grid",
+    "patch",
+    "n_sensors",
+    "time_step",
+    "context",
+    "horizon",
+)
+
+
+def task_differences(candidate: dict[str, Any], champion: dict[str, Any]) -> list[str]:
+    """What differs between two models' data/task metadata, in words (empty: comparable).
+
+    A key absent from both (metadata of an older version) is not a difference.
+    """
+    return [
+        f"{k} {candidate.get(k)!r} != champion's {champion.get(k)!r}"
+        for k in TASK_KEYS
+        if candidate.get(k) != champion.get(k)
+    ]
+
+
 def beats(candidate: float, champion: float, margin: float) -> bool:
     """True when ``candidate`` is lower than ``champion`` by more than a relative ``margin``."""
     if margin < 0:
@@ -100,6 +125,7 @@ def promote_version(
     margin: float = 0.02,
     alias: str = CHAMPION,
     truth: np.ndarray | None = None,
+    force: bool = False,
 ) -> Decision:
     """Compare version ``version`` with the ``alias`` holder on one backtest; move the alias if won.
 
@@ -117,6 +143,8 @@ def promote_version(
         margin: relative improvement the candidate needs (0.02 = 2 % lower score).
         alias: the alias to move.
         truth: raw target values when the targets differ from the inputs.
+        force: promote over a champion of another data/task or one that cannot be evaluated
+            (never over one that scores better).
 
     Returns:
         The :class:`Decision`, also logged as version tags and as the candidate run's metrics.
@@ -140,18 +168,10 @@ def promote_version(
         promoted, reason = True, f"no '{alias}' yet"
     else:
         assert champion is not None
-        try:
-            champ_score = score(champion, values, origins, horizon, channel_axis, truth)
-        except (MlflowException, DataError) as e:
-            # a champion that cannot read today's data (other shape/variables) cannot defend
-            promoted, reason = True, f"champion v{current.version} cannot be evaluated: {e}"
-        else:
-            promoted = beats(cand_score, champ_score, margin)
-            verb = "beats" if promoted else "does not beat"
-            reason = (
-                f"candidate {cand_score:.5f} {verb} champion v{current.version} "
-                f"{champ_score:.5f} by margin {margin:.1%} on {len(origins)} origins"
-            )
+        promoted, reason, champ_score = _contest(
+            meta, champion, str(current.version), cand_score, force, margin, len(origins),
+            lambda m: score(m, values, origins, horizon, channel_axis, truth),
+        )  # fmt: skip
     if promoted:
         client.set_registered_model_alias(name, alias, version)
     decision = Decision(
@@ -159,6 +179,45 @@ def promote_version(
     )
     _log_decision(tracking_uri, name, decision)
     return decision
+
+
+def _contest(
+    meta: dict[str, Any],
+    champion: PyFuncModel,
+    champ_version: str,
+    cand_score: float,
+    force: bool,
+    margin: float,
+    n_origins: int,
+    evaluate: Any,
+) -> tuple[bool, str, float | None]:
+    """``(promoted, reason, champion score)`` of a candidate against a sitting champion."""
+    diffs = task_differences(meta, champion.unwrap_python_model().metadata)
+    override = "; forced (force=true)" if force else "; force=true overrides"
+    if diffs and not force:
+        return (
+            False,
+            f"refused: data/task differs from champion v{champ_version}: "
+            + ("; ".join(diffs) + override),
+            None,
+        )
+    try:
+        champ_score = float(evaluate(champion))
+    except (MlflowException, DataError) as e:
+        # a champion that cannot defend is not beaten: only an explicit force replaces it
+        why = f"champion v{champ_version} cannot be evaluated: {e}{override}"
+        return force, ("promoted: " if force else "refused: ") + why, None
+    if not np.isfinite(champ_score) and force:
+        return True, f"champion v{champ_version} scores {champ_score}{override}", champ_score
+    promoted = beats(cand_score, champ_score, margin)
+    verb = "beats" if promoted else "does not beat"
+    reason = (
+        f"candidate {cand_score:.5f} {verb} champion v{champ_version} "
+        f"{champ_score:.5f} by margin {margin:.1%} on {n_origins} origins"
+    )
+    if diffs:
+        reason += f" (data/task differs, forced: {'; '.join(diffs)})"
+    return promoted, reason, champ_score
 
 
 def _log_decision(tracking_uri: str, name: str, d: Decision) -> None:
@@ -210,6 +269,7 @@ def promote(cfg: DictConfig) -> Decision:
         margin=r.margin,
         alias=r.alias,
         truth=truth,
+        force=bool(cfg.get("force", False)),
     )
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
+import sys
 from dataclasses import dataclass, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +16,7 @@ import numpy as np
 import torch
 from hydra.utils import instantiate
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from forecast.data.spec import DataSpec
@@ -24,12 +28,14 @@ from forecast.serving.pyfunc import model_metadata, unservable
 from forecast.tracking.mlflow import absolute_tracking_uri, flatten, git_commit
 from forecast.serving.packaging import log_forecast_model
 from forecast.tracking.registry import client_for, register_if_finite
+from forecast.tracking.run_inputs import log_data_input, log_invocation, time_step
 from forecast.tracking.run_outputs import (
     input_gradients,
     log_checkpoint,
     log_config,
     log_plots,
 )
+from forecast.tracking.store import ensure_store, owner_tags
 
 
 @dataclass
@@ -88,7 +94,8 @@ def build_net(partial: Any, spec: DataSpec, dm: Any) -> tuple[torch.nn.Module, d
 
 
 def _logger(cfg: DictConfig) -> MLFlowLogger | None:
-    if not cfg.get("logger"):
+    # only rank 0 tracks: the other processes of a multi-process run never open the store
+    if not cfg.get("logger") or rank_zero_only.rank != 0:
         return None
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     assert isinstance(logger_cfg, dict)
@@ -99,6 +106,10 @@ def _logger(cfg: DictConfig) -> MLFlowLogger | None:
         logger_cfg["artifact_location"] = None  # a tracking server stores artifacts itself
     elif art and "://" not in str(art):
         logger_cfg["artifact_location"] = Path(str(art)).resolve().as_uri()
+    ensure_store(uri, logger_cfg.get("artifact_location"))  # created once, before any logger
+    if not logger_cfg.get("run_name"):  # distinct and readable: preset, start time, process
+        start = datetime.now().strftime("%Y%m%d-%H%M%S")
+        logger_cfg["run_name"] = f"{cfg.get('preset', 'run')}-{start}-{os.getpid()}"
     return instantiate(logger_cfg)
 
 
@@ -134,8 +145,15 @@ def train(cfg: DictConfig) -> TrainResult:
         logger.log_hyperparams(params)
         logger.experiment.set_tag(logger.run_id, "git_commit", params["git.commit"])
         logger.experiment.set_tag(logger.run_id, "data_fingerprint", params["data.fingerprint"])
+        for key, value in owner_tags().items():  # a later job marks this run FAILED if we die
+            logger.experiment.set_tag(logger.run_id, key, value)
+        log_invocation(logger.experiment, logger.run_id, sys.argv)
+        log_data_input(logger.experiment, logger.run_id, dm, str(cfg.get("preset", "data")))
 
-    trainer.fit(task, datamodule=dm)
+    init = cfg.get("init_weights")  # fine-tuning starts from another run's checkpoint
+    if init and not cfg.get("ckpt_path"):
+        task.load_state_dict(_best_state(str(init)) or {})
+    trainer.fit(task, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
     ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
     state = _best_state(ckpt)
     if state is not None:
@@ -144,6 +162,9 @@ def train(cfg: DictConfig) -> TrainResult:
     val_score = best if best is not None else trainer.callback_metrics.get(cfg.monitor)
     tested = trainer.test(task, datamodule=dm, verbose=False)[0]
     metrics = {k: float(v) for k, v in tested.items()}
+    if (cfg.get("registry") or {}).get("min_skill") is not None:  # the gate reads the best's skill
+        checked = trainer.validate(task, datamodule=dm, verbose=False)[0]
+        metrics.update({k: float(v) for k, v in checked.items() if k.startswith("val/")})
     score = float(val_score) if val_score is not None else math.nan
 
     result = TrainResult(
@@ -197,7 +218,10 @@ def _log_model(
         client.set_tag(run_id, "serving/skipped", why)
         return None, None, None
     meta = model_metadata(
-        spec, max_samples=int(reg.get("max_samples", 64)), data_fingerprint=dm.fingerprint()
+        spec,
+        max_samples=int(reg.get("max_samples", 64)),
+        data_fingerprint=dm.fingerprint(),
+        time_step=time_step(dm),
     )
     # the input normaliser covers inputs and targets; the pyfunc picks both subsets by name
     norm = getattr(dm, "input_normalizer", None) or dm.normalizer
@@ -209,8 +233,12 @@ def _log_model(
         return model_uri, None, None
     finite = all(bool(torch.isfinite(p).all()) for p in net.parameters())
     # validation metrics only: a held-out score such as CSI may be NaN (no events) legitimately
-    checked = {k: v for k, v in metrics.items() if k == cfg.monitor or k.startswith("val/")}
-    version = register_if_finite(client, cfg.model_name, model_id, run_id, checked, finite)
+    checked = {k: v for k, v in metrics.items() if k in (cfg.monitor, "val/loss")}
+    min_skill = reg.get("min_skill")
+    version = register_if_finite(
+        client, cfg.model_name, model_id, run_id, checked, finite,
+        skill=metrics.get("val/skill"), min_skill=None if min_skill is None else float(min_skill),
+    )  # fmt: skip
     if version is None or not reg.get("promote", False):
         return model_uri, None if version is None else str(version.version), None
     values, truth, axis = data_arrays(dm)
@@ -225,6 +253,7 @@ def _log_model(
         margin=float(reg.margin),
         alias=str(reg.alias),
         truth=truth,
+        force=bool(reg.get("force", False)),
     )
     verdict = "promoted to" if decision.promoted else "not promoted to"
     return model_uri, str(version.version), f"{verdict} '{reg.alias}': {decision.reason}"

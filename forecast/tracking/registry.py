@@ -104,6 +104,40 @@ def resolve(client: MlflowClient, name: str, ref: str) -> ModelVersion:
         ) from e
 
 
+def registration_refusal(
+    metrics: Mapping[str, float],
+    weights_finite: bool,
+    skill: float | None = None,
+    min_skill: float | None = None,
+) -> str | None:
+    """Why a model must not be registered, or None when it may be.
+
+    Args:
+        metrics: the metrics that must be finite (validation score and metrics).
+        weights_finite: whether every weight is finite.
+        skill: validation skill against persistence (``1 - mse / mse_persistence``), if known.
+        min_skill: the skill the model must exceed; None disables the check.
+
+    Returns:
+        The reason in words, or None.
+    """
+    bad = non_finite(metrics)
+    if not weights_finite:
+        return "non-finite weights"
+    if bad:
+        return f"non-finite metrics {bad}"
+    if min_skill is None:
+        return None
+    if skill is None or not math.isfinite(float(skill)):
+        return f"validation skill against persistence is unknown (needed > {min_skill:g})"
+    if float(skill) <= min_skill:
+        return (
+            f"validation skill {float(skill):.4f} does not beat persistence by the margin "
+            f"registry.min_skill={min_skill:g}"
+        )
+    return None
+
+
 def register_if_finite(
     client: MlflowClient,
     name: str,
@@ -111,8 +145,10 @@ def register_if_finite(
     run_id: str,
     metrics: Mapping[str, float],
     weights_finite: bool,
+    skill: float | None = None,
+    min_skill: float | None = None,
 ) -> ModelVersion | None:
-    """Register the model unless its weights or validation metrics are not finite.
+    """Register the model unless :func:`registration_refusal` gives a reason not to.
 
     The reason for skipping is written to the run as the tag ``registry/skipped``.
 
@@ -123,13 +159,14 @@ def register_if_finite(
         run_id: its run.
         metrics: the metrics that must be finite (validation score, test metrics).
         weights_finite: whether every weight is finite.
+        skill: validation skill against persistence.
+        min_skill: the skill it must exceed (None: finiteness only).
 
     Returns:
         The new version, or None when skipped.
     """
-    bad = non_finite(metrics)
-    if not weights_finite or bad:
-        why = "non-finite weights" if not weights_finite else f"non-finite metrics {bad}"
+    why = registration_refusal(metrics, weights_finite, skill, min_skill)
+    if why is not None:
         client.set_tag(run_id, "registry/skipped", why)
         return None
     return register(client, name, model_id, run_id, tags={"run_id": run_id})
