@@ -24,9 +24,10 @@ Factory = Callable[..., nn.Module]
 class ChannelIndependent(nn.Module):
     """A shared univariate net per series.  x: (B, T, S, F) or (B, T, F) -> (B, horizon, ..., F_t).
 
-    The inner net reads ``(N, T / segment, segment)`` (N = B x series, one step per segment)
-    and returns ``(N, horizon, 1)``; it is built with ``in_channels=segment``,
-    ``out_channels=1``, ``horizon`` and ``n_sensors=None``.
+    The inner net reads ``(N, T / segment, 1, segment)`` (N = B x series: one sensor whose
+    features are the segment's values, one step per segment) and returns N x horizon values
+    (e.g. ``(N, horizon, 1, 1)``); it is built with ``in_channels=segment``, ``out_channels=1``,
+    ``n_sensors=1`` and ``horizon``, so per-sensor encoders compose with it.
 
     Args:
         in_channels: F, features per sensor.
@@ -63,7 +64,7 @@ class ChannelIndependent(nn.Module):
         self.instance_norm = instance_norm
         self.step_shape = (n_sensors, in_channels) if n_sensors else (in_channels,)
         self.series = math.prod(self.step_shape)
-        self.inner = build(net, in_channels=segment, out_channels=1, horizon=horizon)
+        self.inner = build(net, in_channels=segment, out_channels=1, n_sensors=1, horizon=horizon)
         index: list[int] = []
         if targets and list(targets) != list(variables):
             missing = [t for t in targets if t not in variables]
@@ -87,7 +88,7 @@ class ChannelIndependent(nn.Module):
         b = x.shape[0]
         z = x.flatten(2).transpose(1, 2).reshape(b * self.series, self.context)  # (N, T)
         shift, scale = instance_stats(z, self.instance_norm)
-        z = ((z - shift) / scale).unflatten(1, (-1, self.segment))  # (N, T/w, w)
+        z = ((z - shift) / scale).unflatten(1, (-1, 1, self.segment))  # (N, T/w, 1, w)
         y = self.inner(z).reshape(b * self.series, self.horizon)  # (N, horizon)
         y = y * scale + shift
         y = y.reshape(b, self.series, self.horizon).transpose(1, 2).unflatten(2, self.step_shape)

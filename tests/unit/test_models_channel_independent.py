@@ -76,3 +76,13 @@ def test_instance_stats():
     assert shift.flatten().tolist() == [2.0, 4.0] and scale[1, 0] == pytest.approx(1e-5)
     with pytest.raises(ValueError, match="instance_norm"):
         instance_stats(z, "median")
+
+
+def test_per_sensor_encoder_composes_inside():
+    from forecast.models.heads import PerSensorConvHead
+
+    inner = functools.partial(
+        INNER, sensor_encoder=functools.partial(PerSensorConvHead, channels=[4], kernel_size=2)
+    )
+    m = make(net=inner)
+    assert m(torch.randn(2, 12, 3, 2)).shape == (2, 5, 3, 2)

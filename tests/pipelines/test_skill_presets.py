@@ -1,0 +1,39 @@
+"""The real-data presets run unchanged through benchmarks.skill, on their data and on unseen
+variants (slow; one short epoch each, no skill assertion; skipped without ../shared/data)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pytest
+
+from benchmarks import skill
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("FORECAST_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.mark.parametrize("preset", skill.ETTH1_PRESETS)
+def test_etth1_preset_runs_unchanged_on_unseen_variants(preset, capsys):
+    if not (SHARED / "ett" / "ETTh1.csv").exists():
+        pytest.skip(f"no ETTh1 under {SHARED}")
+    skill.main(["--cases", f"{preset}:96", "--quick", "--generality"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cases = {(c["case"], c["metric"]): c for c in out["cases"]}
+    for variant in ("", "@columns", "@shifted"):
+        for metric in ("mse", "mae"):
+            c = cases[(preset + variant, metric)]
+            assert c["horizon"] == 96
+            assert math.isfinite(c["value"]) and math.isfinite(c["baseline"])
+    assert cases[(preset, "mse")]["reference"] == 0.368
+    assert cases[(preset + "@columns", "mse")]["reference"] is None
+
+
+def test_unknown_case_is_refused():
+    with pytest.raises(SystemExit, match="no preset conf/experiment/nope.yaml"):
+        skill.main(["--cases", "nope:96"])
