@@ -5,6 +5,7 @@ Shared by the table-driven tests (tests/faults/) and by ``python -m benchmarks.f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -84,4 +85,29 @@ def train_cases(tmp: Path) -> dict[str, tuple[list[str], str]]:
         ),  # fmt: skip
         "zero-variance variable": (store_args(zero), "constant in the training split"),
         "stats overflow float32": (store_args(huge), "overflow float32"),
+    }
+
+
+def request_cases(sample_shape: tuple[int, ...]) -> dict[str, tuple[bytes, str | None, int, str]]:
+    """``name -> (body, content type, status, words)`` for ``POST /invocations``."""
+    good = np.zeros((1, *sample_shape)).tolist()
+    nan = json.dumps({"inputs": good}).replace("0.0", "NaN", 1).encode()
+    return {
+        "malformed json": (b'{"inputs": [[1, 2', None, 400, "not valid JSON"),
+        "not an object": (b"[1, 2, 3]", None, 400, "must be a JSON object"),
+        "deep nesting": (b"[" * 5000 + b"]" * 5000, None, 400, "nests deeper"),
+        "unknown key": (json.dumps({"inputs": good, "foo": 1}).encode(), None, 400, "'foo'"),
+        "unknown param": (
+            json.dumps({"inputs": good, "params": {"nope": 1}}).encode(),
+            None,
+            400,
+            "'nope'",
+        ),
+        "table": (b'{"dataframe_split": {"columns": ["a"], "data": [[1]]}}', None, 400, "table"),
+        "ragged": (b'{"inputs": [[1.0, 2.0], [3.0]]}', None, 400, "rectangular"),
+        "wrong shape": (b'{"inputs": [[1.0, 2.0]]}', None, 400, "shape"),
+        "strings": (b'{"inputs": [[["a"]]]}', None, 400, "numbers"),
+        "nan": (nan, None, 400, "non-finite"),
+        "csv": (b"a,b\n1,2\n", "text/csv", 415, "application/json"),
+        "no content type": (json.dumps({"inputs": good}).encode(), "", 200, ""),
     }

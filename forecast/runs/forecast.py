@@ -100,6 +100,29 @@ def forecast_dataset(
     return ds
 
 
+def remove_stale(path: Path) -> int:
+    """Delete temporaries of ``path`` left by writers that were killed (their PID is gone).
+
+    Returns:
+        How many were removed.
+    """
+    removed = 0
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # a live writer owns it
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def write_atomic(ds: xr.Dataset, path: Path) -> Path:
     """Write NetCDF (``.nc``) or Zarr (``.zarr``) to a temporary sibling, then rename into place.
 
@@ -107,6 +130,7 @@ def write_atomic(ds: xr.Dataset, path: Path) -> Path:
     is swapped in with two renames.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if path.suffix == ".zarr":

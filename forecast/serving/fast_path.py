@@ -228,5 +228,5 @@ class Invocations:
         try:
             return await asyncio.wait_for(asyncio.shield(job), timeout=self.timeout)
         except asyncio.TimeoutError:
-            log.warning("forecast not done within %.0f s: answered 503", self.timeout)
+            log.warning("forecast not done within %g s: answered 503", self.timeout)
             return 503, error_body(503, f"forecast not done within {self.timeout:g} s; retry later")
