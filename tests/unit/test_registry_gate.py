@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from forecast.errors import DataError
+from forecast.runs import promote
 from forecast.runs.promote import task_differences
 from forecast.tracking.registry import registration_refusal
 
@@ -47,3 +49,47 @@ def test_each_task_difference_is_named():
     assert any(d.startswith("time_step") for d in diffs)
     sensors = {**META, "grid": None, "n_sensors": 8}
     assert [d.split()[0] for d in task_differences(sensors, META)] == ["grid", "n_sensors"]
+
+
+class _Champion:
+    """A loaded champion as promotion sees it: metadata only (scores come from ``evaluate``)."""
+
+    def __init__(self, metadata):
+        self.metadata = metadata
+
+    def unwrap_python_model(self):
+        return self
+
+
+def _contest(champion_meta, evaluate, force=False, candidate=0.5, meta=META):
+    return promote._contest(
+        meta, _Champion(champion_meta), "3", candidate, force, 0.02, 4, evaluate
+    )
+
+
+def test_a_champion_of_another_task_is_a_refusal_naming_the_difference():
+    other = {**META, "horizon": 96}
+    promoted, reason, score = _contest(other, lambda m: 1.0)
+    assert not promoted and score is None
+    assert "refused" in reason and "horizon 6 != champion's 96" in reason
+    assert "force=true overrides" in reason
+    promoted, reason, score = _contest(other, lambda m: 1.0, force=True)  # then it must still win
+    assert promoted and score == 1.0 and "forced" in reason
+    promoted, _, _ = _contest(other, lambda m: 0.1, force=True)
+    assert not promoted  # force never replaces a better champion
+
+
+def test_a_champion_that_cannot_be_evaluated_is_a_refusal_not_a_win():
+    def broken(model):
+        raise DataError("forecast shape (1, 6, 1, 8, 8) does not match truth (1, 6, 1, 16, 16)")
+
+    promoted, reason, _ = _contest(dict(META), broken)
+    assert not promoted and "cannot be evaluated" in reason and "does not match" in reason
+    promoted, reason, _ = _contest(dict(META), broken, force=True)
+    assert promoted and reason.startswith("promoted:")
+
+
+def test_same_task_competes_on_the_backtest():
+    assert _contest(dict(META), lambda m: 1.0)[0]
+    kept, reason, _ = _contest(dict(META), lambda m: 0.505)
+    assert not kept and "does not beat" in reason
