@@ -183,8 +183,9 @@ def serve(
     """
     from forecast.serving import app
     from forecast.tracking.mlflow import absolute_tracking_uri
+    from forecast.tracking.store import default_tracking_uri
 
-    uri = absolute_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"))
+    uri = absolute_tracking_uri(default_tracking_uri())  # as the pipelines: FORECAST_ROOT, then cwd
     version = preflight(model_uri, uri)
     # workers are spawned after this: they inherit it (torch reads it when first imported)
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)

@@ -126,3 +126,16 @@ def fail_stale_runs(tracking_uri: str) -> list[str]:
         client.set_terminated(run.info.run_id, status="FAILED")
         failed.append(run.info.run_id)
     return failed
+
+
+def default_tracking_uri() -> str:
+    """The store every job and the server use, resolved as ``conf/logger/mlflow.yaml`` does.
+
+    ``$MLFLOW_TRACKING_URI``, else the embedded ``mlflow.db`` in ``$FORECAST_ROOT``, else in the
+    working directory.
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    root = Path(os.environ.get("FORECAST_ROOT") or ".").resolve()
+    return f"{SQLITE}{root / 'mlflow.db'}"
