@@ -30,9 +30,13 @@ def log_invocation(client: MlflowClient, run_id: str, argv: list[str]) -> None:
 def time_step(dm: Any) -> str | None:
     """The model's time step (data spacing times the module's ``step``), e.g. ``"0 days 06:00:00"``.
 
-    None when the time axis has fewer than two steps or is not datetime-like.
+    None when the module has no time axis (sequence sets such as Moving MNIST), fewer than two
+    steps, or a time axis that is not datetime-like.
     """
-    times = dm.dataset["time"].values
+    ds = getattr(dm, "dataset", None)
+    if ds is None or "time" not in ds.coords:
+        return None
+    times = ds["time"].values
     if len(times) < 2 or not np.issubdtype(times.dtype, np.datetime64):
         return None
     return str(pd.Timedelta(times[1] - times[0]) * int(getattr(dm, "step", 1)))
@@ -40,7 +44,7 @@ def time_step(dm: Any) -> str | None:
 
 def data_source(dm: Any) -> str:
     """The data module's source path as a URI (file URIs for local paths)."""
-    path = str(getattr(dm.source, "path", "unknown"))
+    path = str(getattr(getattr(dm, "source", None), "path", None) or getattr(dm, "path", "unknown"))
     return Path(path).resolve().as_uri() if "://" not in path else path
 
 
@@ -50,10 +54,12 @@ def log_data_input(client: MlflowClient, run_id: str, dm: Any, name: str) -> Non
     The digest is the same fingerprint the scheduled cycle compares to decide "new data", so the
     run page's Datasets panel and the cycle agree on which data version a model saw.
     """
-    ds = dm.dataset
-    schema = {v: {"dims": list(ds[v].dims), "dtype": str(ds[v].dtype)} for v in dm.variables}
+    ds = getattr(dm, "dataset", None)  # None: a module of generated sequences, no store
+    names = [v for v in dm.variables if ds is not None and v in ds]
+    schema = {v: {"dims": list(ds[v].dims), "dtype": str(ds[v].dtype)} for v in names}
     bounds = {k: list(v) for k, v in dm.bounds().items()}
-    profile = {"sizes": {str(k): int(v) for k, v in ds.sizes.items()}, "splits": bounds}
+    sizes = {str(k): int(v) for k, v in ds.sizes.items()} if ds is not None else {}
+    profile = {"sizes": sizes, "splits": bounds}
     dataset = Dataset(
         name=name,
         digest=dm.fingerprint(),
