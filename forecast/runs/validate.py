@@ -18,9 +18,10 @@ from forecast.errors import ConfigError
 # normalisation kinds forecast.data.normalize.Normalizer knows
 NORMALIZATIONS = ("zscore", "minmax")
 # keys of a net (or of its nested backbone/encoder/head) that count things: each must be >= 1
+# (a head's `hidden` is not one of them: 0 there means "no hidden layer")
 SIZE_KEYS = frozenset(
     {"hidden_channels", "hidden_size", "num_layers", "kernel_size", "segment", "patch",
-     "frame_channels", "channels", "hidden", "kernel"}
+     "frame_channels", "channels", "kernel"}
 )  # fmt: skip
 DATA_SIZE_KEYS = ("batch_size", "context", "horizon", "stride", "step")
 TRAINER_INT_KEYS = ("max_epochs", "min_epochs", "max_steps", "log_every_n_steps")
@@ -108,8 +109,12 @@ def check_model(cfg: DictConfig) -> None:
             bidirectional = key
     opt = model.get("optimizer")
     if isinstance(opt, DictConfig) and "lr" in opt:
-        if not _is_number(opt.lr) or opt.lr <= 0:
-            raise ConfigError(f"model.optimizer.lr: expected a learning rate > 0, got {opt.lr}")
+        # 0 is how parameter-free baselines (persistence, climatology) say "nothing to train"
+        if not _is_number(opt.lr) or not 0 <= opt.lr < float("inf"):
+            raise ConfigError(
+                f"model.optimizer.lr: expected a learning rate > 0 (0 for a baseline with "
+                f"nothing to train), got {opt.lr}"
+            )
     patch = net.get("patch") if isinstance(net, DictConfig) else None
     grid = _declared_grid(cfg.data) if cfg.get("data") is not None else None
     if _is_int(patch) and grid is not None and (grid[0] % patch or grid[1] % patch):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_train
+from conftest import CONF, compose_train
+from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from benchmarks.fault_cases import train_cases
@@ -106,3 +107,27 @@ def test_every_bad_training_input_as_a_user_types_it(cases):
         if not ok or "Traceback" in proc.stderr:
             failures.append(f"{name}: rc={proc.returncode} {proc.stderr[-400:]!r}")
     assert not failures, "\n".join(failures)
+
+
+MODELS = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
+DATA = sorted(p.stem for p in (ROOT / "conf" / "data").glob("*.yaml"))
+TRAINERS = sorted(p.stem for p in (ROOT / "conf" / "trainer").glob("*.yaml"))
+
+
+def passes_validation(overrides: list[list[str]]) -> None:
+    from forecast.runs.validate import validate
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):  # once: ~0.2 s each
+        for extra in overrides:
+            validate(compose(config_name="train", overrides=extra))
+
+
+def test_every_shipped_model_passes_validation():
+    """The checks refuse bad values only: every model option passes."""
+    passes_validation([[f"model={m}"] for m in MODELS])
+
+
+@pytest.mark.slow
+def test_every_shipped_data_and_trainer_option_passes_validation():
+    cpu = [t for t in TRAINERS if t != "gpu" or torch.cuda.is_available()]
+    passes_validation([[f"data={d}"] for d in DATA] + [[f"trainer={t}"] for t in cpu])
