@@ -15,54 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from benchmarks.step_timing import median_step_seconds, train_step
 from forecast.models.conv_recurrent import ConvRecurrentStack
 from forecast.models.recurrent import StackedRecurrent
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_step_seconds(
-    steps: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int = 2
-) -> dict[str, float]:
-    """Median wall time of each step over `repeats` rounds after `warmup` rounds.
-
-    Rounds interleave the variants (A B C, A B C, ...) so that load from other processes on a
-    shared machine falls on all of them alike instead of on whichever ran during a busy spell.
-    """
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    times: dict[str, list[float]] = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, step in steps.items():
-            _sync(device)
-            start = time.perf_counter()
-            step()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(ts) for name, ts in times.items()}
-
-
-def train_step(model: nn.Module, forward: Callable[[], Tensor]) -> Callable[[], None]:
-    """Forward, backward and one Adam step; the loss is a mean square of the outputs."""
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        forward().float().pow(2).mean().backward()
-        opt.step()
-
-    return step
 
 
 def bench_vector(device: torch.device, repeats: int) -> dict[str, float]:

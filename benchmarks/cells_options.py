@@ -22,7 +22,7 @@ import torch._inductor.config
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmarks.cells import median_step_seconds, train_step
+from benchmarks.step_timing import median_step_seconds, train_step
 from forecast.models.cells import LSTMCell
 from forecast.models.recurrent import StackedRecurrent
 
