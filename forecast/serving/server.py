@@ -1,10 +1,9 @@
 """Serving a registered model: :func:`serve`, and helpers to start and stop a server process.
 
-``python -m pipelines.serve MODEL_URI`` (also ``python -m forecast.serving.server``) serves
-MLflow's scoring protocol (the same as ``mlflow models serve``) under uvicorn on 127.0.0.1,
-through our ASGI layer (:mod:`forecast.serving.app`): a request byte cap, read and forecast
-deadlines, and ``/invocations`` parsed, predicted and answered once
-(:mod:`forecast.serving.fast_path`).
+``python -m pipelines.serve MODEL_URI`` (the CLI, in ``pipelines/``) serves MLflow's scoring
+protocol (the same as ``mlflow models serve``) under uvicorn on 127.0.0.1, through our ASGI
+layer (:mod:`forecast.serving.app`): a request byte cap, read and forecast deadlines, and
+``/invocations`` parsed, predicted and answered once (:mod:`forecast.serving.fast_path`).
 ``mlflow models serve --env-manager local`` still works for the same model, without the cap.
 """
 
@@ -216,9 +215,3 @@ def serve(
         log_level="warning",
         timeout_keep_alive=int(max(1, idle_timeout)),
     )
-
-
-if __name__ == "__main__":  # the same CLI as python -m pipelines.serve
-    from pipelines.serve import main
-
-    main()
