@@ -111,3 +111,22 @@ def test_bad_and_slow_clients_get_4xx_and_the_server_stays_up(store, tmp_path):
     finally:
         stop_server(proc)
     assert b"Traceback" not in log.read_bytes()
+
+
+def test_forecast_job_on_a_store_lacking_the_models_variables(store, tmp_path):
+    from benchmarks.fault_cases import grid_store
+
+    uri, _ = store
+    path = grid_store(tmp_path / "ab.nc")  # variables a, b; the model reads "field"
+    env = {**os.environ, "FORECAST_ROOT": str(tmp_path)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.forecast", "data=grid_store", f"data.source.path={path}",
+         "data.variables=[a]", f"tracking_uri={uri}", f"model_name={NAME}",
+         f"output_dir={tmp_path / 'out'}"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-800:]
+    assert "lacks the model's variables ['field']" in lines[0]
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
