@@ -54,7 +54,7 @@ def _walk(node: Any, prefix: str) -> Iterator[tuple[str, str, Any]]:
         if OmegaConf.is_missing(node, k):  # ??? values are reported by Hydra when read
             continue
         v = node[k]
-        key = f"{prefix}.{k}"
+        key = f"{prefix}.{k!s}"
         yield key, str(k), v
         if isinstance(v, DictConfig):
             yield from _walk(v, key)
@@ -89,9 +89,12 @@ def _declared_grid(data: DictConfig) -> tuple[int, int] | None:
         return (int(p), int(p)) if _is_int(p) else (int(p[0]), int(p[1]))
     if data.get("crop"):
         return None  # crop bounds may be coordinates: only the data know the size
-    src = data.get("source") or {}
-    if _is_int(src.get("n_lat")) and _is_int(src.get("n_lon")):
-        return int(src.n_lat), int(src.n_lon)
+    src = data.get("source")
+    if not isinstance(src, DictConfig):
+        return None
+    n_lat, n_lon = src.get("n_lat"), src.get("n_lon")
+    if _is_int(n_lat) and _is_int(n_lon):
+        return int(n_lat), int(n_lon)
     return None
 
 
@@ -117,7 +120,7 @@ def check_model(cfg: DictConfig) -> None:
             )
     patch = net.get("patch") if isinstance(net, DictConfig) else None
     grid = _declared_grid(cfg.data) if cfg.get("data") is not None else None
-    if _is_int(patch) and grid is not None and (grid[0] % patch or grid[1] % patch):
+    if isinstance(patch, int) and grid is not None and (grid[0] % patch or grid[1] % patch):
         raise ConfigError(
             f"model.net.patch: {patch} does not divide the {grid[0]}x{grid[1]} grid; "
             "expected a divisor of both sides (or crop/patch the data to fit)"

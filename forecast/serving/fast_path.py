@@ -202,11 +202,10 @@ class Invocations:
             )
         try:
             x, params = parse_request(body, self.sample_shape)
-            unknown = sorted(set(params or ()) - self.params) if self.params is not None else []
-            if unknown:  # MLflow would drop them with a warning: the client meant something
-                raise BadRequest(
-                    f"unknown params {unknown}; expected some of {sorted(self.params)}"
-                )
+            known = self.params
+            unknown = sorted(set(params or ()) - known) if known is not None else []
+            if known is not None and unknown:  # MLflow would drop them with a warning
+                raise BadRequest(f"unknown params {unknown}; expected some of {sorted(known)}")
             y = self.model.predict(x, params=params)
         except BadRequest as e:
             return e.status, error_body(e.status, e.message)

@@ -16,7 +16,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import mlflow
+import mlflow.pyfunc
 import numpy as np
 import torch
 from mlflow.models import ModelSignature
@@ -123,6 +123,8 @@ def model_metadata(spec: DataSpec, max_samples: int = 64, **extra: Any) -> dict[
     """
     c = len(spec.variables) or spec.in_channels
     grid = spec.full_grid or spec.grid
+    sample: tuple[int, ...]
+    out: tuple[int, ...]
     if grid is not None:
         sample = (spec.context, c, *grid)
         out, axis = (spec.horizon, spec.out_channels, *grid), 2
