@@ -23,6 +23,7 @@ from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
 from forecast.runs.forecast import latest_raw
 from forecast.runs.promote import data_arrays, promote_version
+from forecast.runs.sweep import sweep_job
 from forecast.runs.validate import validate
 from forecast.serving.pyfunc import model_metadata, unservable
 from forecast.tracking.mlflow import absolute_tracking_uri, flatten, git_commit
@@ -110,6 +111,9 @@ def _logger(cfg: DictConfig) -> MLFlowLogger | None:
     if not logger_cfg.get("run_name"):  # distinct and readable: preset, start time, process
         start = datetime.now().strftime("%Y%m%d-%H%M%S")
         logger_cfg["run_name"] = f"{cfg.get('preset', 'run')}-{start}-{os.getpid()}"
+    job = sweep_job()
+    if job is not None:  # one run per sweep job: tagged with the sweep id, nested under its parent
+        logger_cfg["tags"] = {**(logger_cfg.get("tags") or {}), **job.tags()}
     return instantiate(logger_cfg)
 
 
@@ -229,6 +233,9 @@ def _log_model(
     model_uri, model_id = log_forecast_model(
         uri, run_id, net, target, {**net_cfg, **spec_kwargs}, norm, meta, example
     )
+    if sweep_job() is not None:  # sweeps never move champion: `pipelines.promote sweep_id=...`
+        client.set_tag(run_id, "registry/skipped", "sweep job")
+        return model_uri, None, None
     if not reg.get("register", False):
         return model_uri, None, None
     finite = all(bool(torch.isfinite(p).all()) for p in net.parameters())
