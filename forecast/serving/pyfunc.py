@@ -16,10 +16,10 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import torch
 from mlflow.models import ModelSignature
+from mlflow.pyfunc.model import PythonModel
 from mlflow.types.schema import ParamSchema, ParamSpec, Schema, TensorSpec
 from torch import nn
 
@@ -186,7 +186,7 @@ def save_bundle(
     return {n.split(".")[0]: str(d / n) for n in BUNDLE_FILES}
 
 
-class ForecastModel(mlflow.pyfunc.PythonModel):
+class ForecastModel(PythonModel):
     """Forecasts from raw (unnormalised) context windows.
 
     Input: float array ``(B, *sample_shape)`` in physical units, ``B <= max_samples``; output
