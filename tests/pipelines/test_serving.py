@@ -117,12 +117,13 @@ def nan_window() -> str:
 
 BAD = {
     "malformed json": ('{"inputs": [[1, 2', "JSON"),
-    "not a dict": ("[1, 2, 3]", "dictionary"),
+    "not a dict": ("[1, 2, 3]", ("dictionary", "must be a JSON object")),
+    "unknown key": (json.dumps({"inputs": window(), "foo": 1}), ("foo",)),
     "wrong context": (json.dumps({"inputs": window(ctx=CTX - 1)}), "shape"),
     "wrong shape": (json.dumps({"inputs": [[1.0, 2.0]]}), "shape"),
     "nan": (nan_window(), "non-finite"),
     "inf": (nan_window().replace("NaN", "Infinity"), "non-finite"),
-    "strings": (json.dumps({"inputs": [[["a", "b"]]]}), "convert string"),
+    "strings": (json.dumps({"inputs": [[["a", "b"]]]}), ("convert string", "must be numbers")),
     "oversized": (json.dumps({"inputs": window(65)}), "batch size must be 1..64"),
     "wrong variables": (
         json.dumps({"inputs": window(), "params": {"variables": ["t2m"]}}),
@@ -135,11 +136,14 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_requests_get_400_with_a_message_and_no_trace(server, case):
     port, proc, kind = server
+    if case == "unknown key" and kind == "mlflow":
+        pytest.skip("`mlflow models serve` ignores unknown top-level keys")
     body, needle = BAD[case]
     status, text = post(port, body)
     assert status == 400, text[-500:]
     answer = json.loads(text)
-    assert needle in answer["message"]
+    needles = (needle,) if isinstance(needle, str) else needle  # MLflow's words, or ours
+    assert any(n in answer["message"] for n in needles), answer["message"][:300]
     assert "stack_trace" not in answer and "Traceback" not in text
     if kind == "forecast":  # our server drops MLflow's "Failed to predict data '<array>'"
         assert "Failed to predict" not in answer["message"], answer["message"][:300]
