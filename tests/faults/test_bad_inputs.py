@@ -1,8 +1,9 @@
 """Every bad input of the catalogue is refused with one line that names it (no traceback).
 
 The fast tier composes and runs each case in-process and checks the entry point's message
-(:func:`pipelines._cli.describe`); a few cases also go through a pipeline's ``main`` to check the
-exit code and the single ``error:`` line. The slow test runs every case as a subprocess.
+(:func:`pipelines._cli.describe`); tests/integration/test_cli_errors.py checks the exit code and
+the single ``error:`` line through each pipeline's ``main``. The slow test runs every case as a
+subprocess, as a user types it.
 """
 
 from __future__ import annotations
@@ -58,22 +59,6 @@ def test_every_bad_training_input_is_one_clear_line(cases):
         if words not in message or "\n" in message:
             failures.append(f"{name}: {message!r} lacks {words!r}")
     assert not failures, "\n".join(failures)
-
-
-@pytest.mark.parametrize("args", [["data.batch_size=0"], ["trainer.max_epochz=3"]])
-def test_pipeline_main_exits_2_with_one_error_line(tmp_path, monkeypatch, capsys, args):
-    import pipelines.train as shim
-
-    monkeypatch.setenv("FORECAST_ROOT", str(tmp_path))
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    monkeypatch.delenv("FORECAST_CLI_DEBUG", raising=False)
-    run_dir = f"hydra.run.dir={tmp_path / 'hydra'}"
-    monkeypatch.setattr(sys, "argv", ["pipelines.train", *QUICK, run_dir, *args])
-    with pytest.raises(SystemExit) as e:
-        shim.main()
-    err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and len(err) == 1 and err[0].startswith("error: "), err
-    assert args[0].split("=")[0].split(".")[-1] in err[0]
 
 
 def test_traceback_with_hydra_full_error(tmp_path, monkeypatch):
