@@ -11,7 +11,7 @@ from forecast.data.datasets import GridWindows
 from forecast.data.reader import FrameReader, Source
 from forecast.data.schema import check_variables, spatial_dims
 from forecast.data.sources import fingerprint
-from forecast.data.spec import DataSpec
+from forecast.data.spec import DataSpec, step_hours
 from forecast.data.window_module import WindowDataModule
 from forecast.data.windows import SPLITS, SplitSpec, patch_origins
 from forecast.errors import DataError
@@ -98,7 +98,16 @@ class GridDataModule(WindowDataModule):
             targets=tuple(self.variables),
             calendar_features=len(CALENDAR_FEATURES) if self.calendar else 0,
             full_grid=self._grid() if self.patch else None,
+            lat=None if self.patch else self._latitudes(),
+            step_hours=step_hours(self.dataset["time"].values, self.step),
         )
+
+    def _latitudes(self) -> tuple[float, ...] | None:
+        """Latitude of each (cropped) grid row, when the rows are latitudes."""
+        ds, _, _ = self._target_view()
+        if self._space[0] != "lat" or "lat" not in ds.coords:
+            return None
+        return tuple(float(v) for v in ds["lat"].values)
 
     def fingerprint(self) -> str:
         """Data version: path plus a hash of coordinates and attributes."""

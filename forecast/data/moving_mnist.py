@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from forecast.data.normalize import Normalizer
 from forecast.data.spec import DataSpec
 from forecast.errors import DataError, DataNotFoundError
+from forecast.training.threads import one_thread_worker
 
 Item = dict[str, torch.Tensor]
 
@@ -247,6 +248,7 @@ class MovingMNISTDataModule(L.LightningDataModule):
             self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
             num_workers=self.num_workers, pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=one_thread_worker if self.num_workers > 0 else None,
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
         )  # fmt: skip
 

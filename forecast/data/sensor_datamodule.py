@@ -11,7 +11,7 @@ from forecast.data.normalize import Normalizer
 from forecast.data.reader import FrameReader, Source
 from forecast.data.schema import SENSOR, check_variables, spatial_dims
 from forecast.data.sources import fingerprint
-from forecast.data.spec import DataSpec
+from forecast.data.spec import DataSpec, step_hours
 from forecast.data.window_module import WindowDataModule
 from forecast.data.windows import SPLITS, SplitSpec
 from forecast.errors import DataError
@@ -89,6 +89,7 @@ class SensorDataModule(WindowDataModule):
             targets=tuple(self.targets),
             calendar_features=len(CALENDAR_FEATURES) if self.calendar else 0,
             sensor_coords=self._coords(),
+            step_hours=step_hours(self.dataset["time"].values, self.step),
         )
 
     def fingerprint(self) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -25,6 +27,10 @@ class DataSpec:
         full_grid: ``(H, W)`` of the whole (cropped) grid when samples are spatial patches
             (``grid`` is then the patch the net reads); None when samples are the whole grid.
             Serving and batch forecasts read the whole grid.
+        lat: latitude (degrees) of each grid row when the grid has a ``lat`` coordinate and
+            samples are the whole grid (latitude-weighted metrics), else None.
+        step_hours: hours between two model time steps when the time axis is regular, else None
+            (labels lead times in hours).
     """
 
     in_channels: int
@@ -40,3 +46,15 @@ class DataSpec:
     sensor_cells: tuple[tuple[int, int], ...] | None = None
     sensor_coords: tuple[tuple[float, float], ...] | None = None
     full_grid: tuple[int, int] | None = None
+    lat: tuple[float, ...] | None = None
+    step_hours: float | None = None
+
+
+def step_hours(times: np.ndarray, step: int) -> float | None:
+    """Hours spanned by ``step`` rows of a regular datetime axis (None: irregular or not dates)."""
+    if len(times) < 2 or not np.issubdtype(times.dtype, np.datetime64):
+        return None
+    gaps = np.unique(np.diff(times))
+    if len(gaps) != 1:
+        return None
+    return float(gaps[0] / np.timedelta64(1, "h")) * step

@@ -24,6 +24,7 @@ from forecast.data.reader import FrameReader, Source
 from forecast.data.schema import check_length, validate
 from forecast.data.windows import SPLITS, SplitSpec, resolve_splits, window_missing, window_starts
 from forecast.errors import DataError
+from forecast.training.threads import one_thread_worker
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +261,7 @@ class WindowDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            worker_init_fn=one_thread_worker if self.num_workers > 0 else None,
             generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
             collate_fn=collate_windows,  # grid windows arrive batched (__getitems__)
         )

@@ -1,8 +1,9 @@
-"""Per-lead-time metrics accumulated over a split: torchmetrics errors, image scores, contingency.
+"""Per-lead-time metrics of a split as one torchmetrics ``MetricCollection``: errors, SSIM, events.
 
 Tensors are ``(B, horizon, ...)``; every metric honours a bool mask (True = observed) and ignores
-non-finite targets. Thresholds for CSI/POD/FAR are in the units the task sees (normalised space
-unless the data layer says otherwise).
+non-finite targets. Errors (MSE, MAE, RMSE, PSNR, persistence, skill) share one accumulation
+(:class:`~forecast.evaluation.errors.LeadErrors`). Thresholds for CSI/POD/FAR are in the units the
+task sees (normalised space unless the data layer says otherwise).
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor, nn
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, Metric
-from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+from torch import Tensor
+from torchmetrics import Metric, MetricCollection
+from torchmetrics.functional.image import structural_similarity_index_measure
 
+from forecast.evaluation.errors import LeadErrors
 from forecast.training.losses import observed
 
 
@@ -49,108 +51,95 @@ class ContingencyScores(Metric):
             self.false_alarms[i] += (p & ~o & valid).sum(dim=dims).double()
 
     def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
-        """``csi``, ``pod``, ``far``, each (n_thresholds, horizon) (a scalar if both are 1)."""
+        """``{csi,pod,far}_t{thr}`` lead-averaged and ``..._lead{k}`` per lead."""
         h, m, f = self.hits, self.misses, self.false_alarms
         nan = torch.tensor(float("nan"), dtype=h.dtype, device=h.device)
 
         def ratio(num: Tensor, den: Tensor) -> Tensor:
             return torch.where(den > 0, num / den.clamp(min=1), nan)
 
-        return {"csi": ratio(h, h + m + f), "pod": ratio(h, h + m), "far": ratio(f, h + f)}
+        scores = {"csi": ratio(h, h + m + f), "pod": ratio(h, h + m), "far": ratio(f, h + f)}
+        out: dict[str, Tensor] = {}
+        for name, table in scores.items():  # (n_thresholds, horizon)
+            for i, thr in enumerate(self.thresholds):
+                for k in range(table.shape[1]):
+                    out[f"{name}_t{thr:g}_lead{k + 1}"] = table[i, k].float()
+                out[f"{name}_t{thr:g}"] = table[i].float().nanmean()
+        return out
 
 
-class LeadTimeMetrics(nn.Module):
-    """MSE, MAE, RMSE (torchmetrics) per lead; SSIM and PSNR per lead for grids; CSI/POD/FAR.
+class LeadSSIM(Metric):
+    """Mean SSIM per lead over every frame of a split; targets (B, horizon, C, H, W).
+
+    A missing pixel takes the prediction's value (no error there): SSIM needs whole frames.
 
     Args:
         horizon: number of lead times.
-        gridded: add SSIM and PSNR (targets must be (B, horizon, C, H, W)).
+        data_range: value range of the data.
+    """
+
+    full_state_update = False
+
+    def __init__(self, horizon: int, data_range: float) -> None:
+        super().__init__()
+        self.horizon, self.data_range = horizon, float(data_range)
+        self.add_state("total", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("frames", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> None:  # type: ignore[override]
+        """pred, target, mask: (B, horizon, C, H, W)."""
+        if pred.dim() != 5:
+            raise ValueError(f"SSIM: expected (B, horizon, C, H, W), got {tuple(pred.shape)}")
+        filled = torch.where(observed(target, mask), target, pred)
+        for k in range(self.horizon):
+            per_frame = structural_similarity_index_measure(
+                pred[:, k], filled[:, k], data_range=self.data_range, reduction="none"
+            )
+            self.total[k] += per_frame.double().sum()
+            self.frames[k] += per_frame.numel()
+
+    def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
+        """``ssim`` (mean over leads) and ``ssim_lead{k}``."""
+        per_lead = (self.total / self.frames.clamp(min=1)).float()
+        out = {f"ssim_lead{k + 1}": per_lead[k] for k in range(self.horizon)}
+        out["ssim"] = per_lead.mean()
+        return out
+
+
+def lead_time_metrics(
+    horizon: int,
+    channels: int,
+    gridded: bool = False,
+    thresholds: Sequence[float] = (),
+    data_range: float = 8.0,
+    lat_weights: Tensor | None = None,
+    scale: Sequence[float] | None = None,
+    names: Sequence[str] = (),
+) -> MetricCollection:
+    """Every per-lead metric of a split; clone it with ``prefix="val/"`` etc. per stage.
+
+    Update with ``(pred, target, mask=None, ref=None)``; ``ref`` is the reference forecast
+    (persistence) for skill.
+
+    Args:
+        horizon: number of lead times.
+        channels: target channels per step.
+        gridded: (B, horizon, C, H, W) targets: SSIM, PSNR and latitude weights apply.
         thresholds: CSI/POD/FAR event thresholds (empty: none).
         data_range: value range for SSIM/PSNR; the default 8 spans +-4 standard deviations of
             z-scored data.
+        lat_weights: (H,) latitude weights for gridded targets (see ``latitude_weights``).
+        scale: per-channel factor to physical units (the fitted normaliser's scale).
+        names: channel names (physical metrics per channel when there are several).
     """
-
-    def __init__(
-        self,
-        horizon: int,
-        gridded: bool = False,
-        thresholds: Sequence[float] = (),
-        data_range: float = 8.0,
-    ) -> None:
-        super().__init__()
-        self.horizon, self.gridded = horizon, gridded
-        self.mse = nn.ModuleList(MeanSquaredError() for _ in range(horizon))
-        self.mae = nn.ModuleList(MeanAbsoluteError() for _ in range(horizon))
-        self.ssim = nn.ModuleList(
-            StructuralSimilarityIndexMeasure(data_range=data_range)
-            for _ in range(horizon if gridded else 0)
-        )
-        self.psnr = nn.ModuleList(
-            PeakSignalNoiseRatio(data_range=data_range) for _ in range(horizon if gridded else 0)
-        )
-        self.contingency = ContingencyScores(thresholds, horizon) if thresholds else None
-
-    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
-        """pred, target, mask: (B, horizon, ...)."""
-        if pred.shape != target.shape or pred.shape[1] != self.horizon:
-            raise ValueError(
-                f"metrics: expected prediction and target (B, {self.horizon}, ...) of one shape, "
-                f"got {tuple(pred.shape)} and {tuple(target.shape)}"
-            )
-        pred = pred.detach().float()
-        target = target.float()
-        valid = observed(target, mask)
-        for k in range(self.horizon):
-            p, t, v = pred[:, k], target[:, k], valid[:, k]
-            if bool(v.any()):
-                self.mse[k].update(p[v], t[v])
-                self.mae[k].update(p[v], t[v])
-            if self.gridded:
-                if p.dim() != 4:
-                    raise ValueError(
-                        f"SSIM/PSNR: expected (B, C, H, W) frames, got {tuple(p.shape)}"
-                    )
-                # image scores need whole frames: a missing pixel takes the prediction (no error)
-                filled = torch.where(v, t, p)
-                self.ssim[k].update(p, filled)
-                self.psnr[k].update(p, filled)
-        if self.contingency is not None:
-            self.contingency.update(pred, target, valid)
-
-    def compute(self) -> dict[str, Tensor]:
-        """Per-lead values ``{name}_lead{k}`` (k from 1) and lead-averaged ``{name}``."""
-        out: dict[str, Tensor] = {}
-        per_lead: dict[str, list[Tensor]] = {"mse": [], "mae": []}
-        for k in range(self.horizon):
-            per_lead["mse"].append(self.mse[k].compute() if self.mse[k].update_called else _nan())
-            per_lead["mae"].append(self.mae[k].compute() if self.mae[k].update_called else _nan())
-        per_lead["rmse"] = [v.sqrt() for v in per_lead["mse"]]
-        if self.gridded:
-            per_lead["ssim"] = [m.compute() for m in self.ssim]
-            per_lead["psnr"] = [m.compute() for m in self.psnr]
-        for name, values in per_lead.items():
-            for k, v in enumerate(values):
-                out[f"{name}_lead{k + 1}"] = v.float()
-            out[name] = torch.stack([v.float() for v in values]).nanmean()
-        if self.contingency is not None:
-            scores = self.contingency.compute()
-            shape = (len(self.contingency.thresholds), self.horizon)
-            for name, flat in scores.items():
-                table = flat.reshape(shape)  # torchmetrics squeezes one-element results
-                for i, thr in enumerate(self.contingency.thresholds):
-                    for k in range(self.horizon):
-                        out[f"{name}_t{thr:g}_lead{k + 1}"] = table[i, k].float()
-                    out[f"{name}_t{thr:g}"] = table[i].float().nanmean()
-        return out
-
-    def reset(self) -> None:
-        """Forget everything accumulated."""
-        for group in (self.mse, self.mae, self.ssim, self.psnr):
-            for m in group:
-                m.reset()
-        if self.contingency is not None:
-            self.contingency.reset()
-
-
-def _nan() -> Tensor:
-    return torch.tensor(float("nan"))
+    metrics: dict[str, Metric] = {
+        "errors": LeadErrors(
+            horizon, channels, 2 if gridded else -1, lat_weights if gridded else None, scale,
+            names, data_range if gridded else None,
+        ),
+    }  # fmt: skip
+    if gridded:
+        metrics["ssim"] = LeadSSIM(horizon, data_range)
+    if thresholds:
+        metrics["events"] = ContingencyScores(thresholds, horizon)
+    return MetricCollection(metrics, compute_groups=False)

@@ -52,6 +52,8 @@ class ConvRecurrentStack(nn.Module):
         channels_last: bool = False,
     ) -> None:
         super().__init__()
+        # a list while a diagnostic records the last layer's h at every step, else None
+        self.probe: list[Tensor] | None = None
         check_choice(cell, ("lstm", "gru"), "cell")
         if len(hidden_channels) == 0:
             raise ValueError("hidden_channels: expected at least one layer, got an empty list")
@@ -139,6 +141,8 @@ class ConvRecurrentStack(nn.Module):
             for t in range(t_len):
                 h, state = cell.step(xps[t], state)
                 outs.append(h)
+                if self.probe is not None and layer == len(self.cells) - 1:
+                    self.probe.append(h)  # gradient-flow diagnostic (training/gradient_flow.py)
             seq = torch.stack(outs, dim=1)  # (B, T, Ch, H, W)
             if layer < len(self.norms) and not isinstance(self.norms[layer], nn.Identity):
                 seq = self.norms[layer](seq.flatten(0, 1)).unflatten(0, seq.shape[:2])

@@ -67,6 +67,8 @@ class StackedRecurrent(nn.Module):
         impl: str = "auto",
     ) -> None:
         super().__init__()
+        # a list while a diagnostic records the last layer's forward h at every step, else None
+        self.probe: list[Tensor] | None = None
         check_positive(input_size, "input_size")
         check_positive(hidden_size, "hidden_size")
         check_positive(num_layers, "num_layers")
@@ -240,6 +242,8 @@ class StackedRecurrent(nn.Module):
                     steps: list[Tensor] = [seq] * t_len  # placeholders, all overwritten
                     for t in range(t_len - 1, -1, -1) if k else range(t_len):
                         steps[t], h = cell.step(xp[t], h)
+                        if self.probe is not None and k == 0 and layer == self.num_layers - 1:
+                            self.probe.append(steps[t])  # training/gradient_flow.py diagnostic
                     outs.append(torch.stack(steps))  # (T, B, H)
                     assert h is not None
                     h_fin.append(h)

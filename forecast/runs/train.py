@@ -11,32 +11,34 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as L
 import numpy as np
+import pytorch_lightning as L
 import torch
 from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
 
 from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
+from forecast.evaluation.errors import latitude_weights
 from forecast.runs.forecast import latest_raw
 from forecast.runs.promote import data_arrays, promote_version
 from forecast.runs.sweep import sweep_job
 from forecast.runs.validate import validate
+from forecast.serving.packaging import log_forecast_model
 from forecast.serving.pyfunc import model_metadata, unservable
 from forecast.tracking.mlflow import absolute_tracking_uri, flatten, git_commit
-from forecast.serving.packaging import log_forecast_model
 from forecast.tracking.registry import client_for, register_if_finite
 from forecast.tracking.run_inputs import log_data_input, log_invocation, time_step
 from forecast.tracking.run_outputs import (
-    input_gradients,
     log_checkpoint,
     log_config,
     log_plots,
 )
 from forecast.tracking.store import ensure_store, owner_tags
+from forecast.training.gradient_flow import gradient_flow
+from forecast.training.trainer_options import trainer_options
 
 
 @dataclass
@@ -94,6 +96,18 @@ def build_net(partial: Any, spec: DataSpec, dm: Any) -> tuple[torch.nn.Module, d
     return fit(dm.target_series(), spec, **partial.keywords), kwargs
 
 
+def _metric_options(dm: Any, spec: DataSpec) -> dict[str, Any]:
+    """Latitude weights and physical-unit scales for the task's metrics (fitted normaliser)."""
+    dm.setup("fit")  # fits the normaliser on the training split (Lightning's call is then a no-op)
+    norm = getattr(dm, "normalizer", None)
+    targets = list(spec.targets or spec.variables)
+    scale = None
+    if norm is not None and targets and set(targets) <= set(norm.variables):
+        scale = list(norm.subset(targets).scale)
+    weights = latitude_weights(spec.lat).tolist() if spec.lat else None
+    return {"lat_weights": weights, "target_scale": scale, "target_names": targets}
+
+
 def _logger(cfg: DictConfig) -> MLFlowLogger | None:
     # only rank 0 tracks: the other processes of a multi-process run never open the store
     if not cfg.get("logger") or rank_zero_only.rank != 0:
@@ -138,14 +152,17 @@ def train(cfg: DictConfig) -> TrainResult:
     spec: DataSpec = dm.describe()
     net_partial = instantiate(cfg.model.net)
     net, spec_kwargs = build_net(net_partial, spec, dm)
-    task = instantiate(cfg.model, net=net)
+    task = instantiate(cfg.model, net=net, **_metric_options(dm, spec))
 
     logger = _logger(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger or False)
+    options = trainer_options(OmegaConf.to_container(cfg.trainer, resolve=True), task)  # type: ignore[arg-type]
+    trainer: L.Trainer = instantiate(options, callbacks=callbacks, logger=logger or False)
     if logger is not None and trainer.is_global_zero:
         params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
         params.update({"data.fingerprint": dm.fingerprint(), "git.commit": git_commit()})
+        if spec.step_hours is not None:  # metric names keep _lead{k}; this labels k in hours
+            params["data.lead_hours"] = [spec.step_hours * k for k in range(1, spec.horizon + 1)]
         logger.log_hyperparams(params)
         logger.experiment.set_tag(logger.run_id, "git_commit", params["git.commit"])
         logger.experiment.set_tag(logger.run_id, "data_fingerprint", params["data.fingerprint"])
@@ -275,15 +292,15 @@ def _frames(dm: Any, net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray, str]
     return item["y"][:, 0].numpy(), pred[:, 0].numpy(), str(dm.variables[0])
 
 
-def _input_gradients(dm: Any, net: torch.nn.Module) -> np.ndarray:
-    """Loss-gradient norm per context step over the first held-out windows."""
+def _input_gradients(dm: Any, net: torch.nn.Module) -> dict[str, Any]:
+    """Gradient flow per context step over the first held-out windows."""
     test = dm.datasets["test"]
     items = [test[i] for i in range(min(4, len(test)))]
     x = torch.stack([it["x"] for it in items])
     y = torch.stack([it["y"] for it in items])
     if "y_mask" in items[0]:  # filled targets are not observations
         y = torch.where(torch.stack([it["y_mask"] for it in items]), y, torch.nan)
-    return input_gradients(net, x, y)
+    return gradient_flow(net, x, y)
 
 
 def _raw_example(dm: Any, norm: Any, meta: dict[str, Any]) -> np.ndarray:

@@ -77,24 +77,3 @@ def forecast_frames(
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
-
-
-def gradient_flow(grad_norms: np.ndarray, path: str | Path) -> Path:
-    """Plot ``|dL/dx_t|`` per context step (log scale): how far back the error signal reaches.
-
-    Args:
-        grad_norms: ``(context,)`` gradient norms, oldest step first.
-        path: output PNG.
-
-    Returns:
-        The written path.
-    """
-    steps = np.arange(-len(grad_norms) + 1, 1)  # 0 = the last observed step
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.semilogy(steps, np.maximum(grad_norms, 1e-30), "o-")
-    ax.set(xlabel="context step (0 = latest)", ylabel="|dL/dx_t|", title="gradient flow in time")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path

@@ -5,39 +5,14 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from mlflow.tracking import MlflowClient
-from torch import nn
 
-from forecast.tracking.plots import forecast_frames, gradient_flow, skill_curve
-
-
-def input_gradients(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    """Norm of the MSE loss gradient w.r.t. each context step of ``x``.
-
-    Args:
-        net: the forecaster, ``x -> (B, horizon, ...)``.
-        x: ``(B, T, ...)`` normalised context; NaN-free.
-        y: matching targets; NaN targets are ignored.
-
-    Returns:
-        ``(T,)`` gradient norms, oldest step first.
-    """
-    x = x.detach().clone().requires_grad_(True)
-    was_training = net.training
-    net.eval()
-    try:
-        with torch.enable_grad():
-            pred = net(x)
-            valid = torch.isfinite(y)
-            diff = torch.where(valid, pred - torch.nan_to_num(y), torch.zeros_like(pred))
-            loss = diff.pow(2).sum() / valid.sum().clamp(min=1)
-            (grad,) = torch.autograd.grad(loss, x)
-    finally:
-        net.train(was_training)
-    return grad.flatten(2).norm(dim=2).mean(dim=0).numpy()  # (T,)
+from forecast.tracking.plots import forecast_frames, skill_curve
+from forecast.training.gradient_flow import plot_gradient_flow
 
 
 def log_config(client: MlflowClient, run_id: str, config_yaml: str) -> None:
@@ -62,7 +37,7 @@ def log_plots(
     metrics: Mapping[str, float],
     horizon: int,
     frames: tuple[np.ndarray, np.ndarray, str] | None = None,
-    grad_norms: np.ndarray | None = None,
+    flow: dict[str, Any] | None = None,
 ) -> list[str]:
     """Log the per-lead skill curve and (gridded data) forecast-vs-truth frames under ``plots/``.
 
@@ -72,7 +47,7 @@ def log_plots(
         metrics: held-out metrics with per-lead keys (see :func:`plots.skill_curve`).
         horizon: lead times.
         frames: ``(truth, forecast, variable)`` with arrays ``(horizon, H, W)``, or None.
-        grad_norms: ``(context,)`` loss-gradient norms per input step (:func:`input_gradients`).
+        flow: gradient flow per lag (:func:`forecast.training.gradient_flow.gradient_flow`).
 
     Returns:
         The artifact paths written.
@@ -84,8 +59,11 @@ def log_plots(
         if frames is not None:
             truth, pred, name = frames
             written.append(forecast_frames(truth, pred, Path(tmp) / "forecast_vs_truth.png", name))
-        if grad_norms is not None:
-            written.append(gradient_flow(grad_norms, Path(tmp) / "gradient_flow.png"))
+        if flow is not None:
+            fig = plot_gradient_flow(flow)
+            written.append(Path(tmp) / "gradient_flow.png")
+            fig.savefig(written[-1], dpi=80)
+            plt.close(fig)
         for p in written:
             client.log_artifact(run_id, str(p), artifact_path="plots")
     return [f"plots/{p.name}" for p in written]

@@ -1,115 +1,24 @@
-"""Gradient flow through time: ||dL/dh_k|| per lag k on a validation batch (vanishing/exploding).
+"""Callbacks of our own where Lightning has none: gradient flow per epoch, a plain progress line.
 
-The lecture's picture: dL_T/ds_k carries a product of T - k Jacobians, so its norm shrinks or grows
-geometrically with the lag. Here it is measured on the user's own model: the hidden state h_k of
-the last layer of the net's first recurrent stack is recorded at every context step (its ``.grad``
-is the total derivative, through every later step), and the norm is plotted against the lag.
-Nets whose recurrence runs in a fused kernel (torch's LSTM) fall back to the inputs, dL/dx_k.
+Everything else (checkpointing, early stopping, LR monitoring, the rich progress bar) is
+Lightning's own, chosen in ``conf/callbacks/``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as L
-import torch
+from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar, RichProgressBar
 from pytorch_lightning.loggers import MLFlowLogger
-from torch import Tensor, nn
+from torch import Tensor
 
-from forecast.models.conv_recurrent import ConvRecurrentStack
-from forecast.models.recurrent import StackedRecurrent
+from forecast.training.gradient_flow import gradient_flow, plot_gradient_flow
 
-
-def find_probe(net: nn.Module) -> nn.Module | None:
-    """The cell whose states are measured: last layer of the first recurrent stack with cells."""
-    for module in net.modules():
-        if isinstance(module, ConvRecurrentStack):
-            return module.cells[-1]
-        if isinstance(module, StackedRecurrent) and len(module.cell_layers):
-            return module.cell_layers[-1][0]  # forward direction
-    return None
-
-
-@contextmanager
-def record_states(cell: nn.Module) -> Iterator[list[Tensor]]:
-    """Record the hidden state ``h`` that ``cell.step`` returns at every call, keeping its grad."""
-    states: list[Tensor] = []
-    step = cell.step
-
-    def recording_step(*args: Any, **kwargs: Any) -> Any:
-        h, state = step(*args, **kwargs)
-        if h.requires_grad:
-            h.retain_grad()
-        states.append(h)
-        return h, state
-
-    cell.step = recording_step  # instance attribute shadows the method for this block only
-    try:
-        yield states
-    finally:
-        del cell.step
-
-
-def gradient_flow(task: Any, batch: dict[str, Tensor], steps: int | None = None) -> dict[str, Any]:
-    """||dL/dh_k|| for every context step k of one batch.
-
-    Args:
-        task: a :class:`~forecast.training.task.ForecastTask` (net, loss and batch wiring).
-        batch: one batch (plain tensors, not inference-mode tensors).
-        steps: number of context steps (default: ``batch["x"].shape[1]``).
-
-    Returns:
-        ``{"lag": (T,) int, "norm": (T,) float, "what": "hidden" | "input"}``; lag 0 is the last
-        context step; norms are per sample (batch norm / sqrt(B)).
-    """
-    steps = steps or batch["x"].shape[1]
-    x = batch["x"].detach().clone().requires_grad_(True)
-    batch = {**batch, "x": x}
-    probe = find_probe(task.net)
-    with torch.enable_grad():
-        if probe is not None:
-            with record_states(probe) as states:
-                pred = task.predict_batch(batch)
-            hs = states[:steps]
-        else:
-            pred = task.predict_batch(batch)
-            hs = []
-        loss = task.loss_fn(pred, batch["y"], batch.get("y_mask"))
-        task.net.zero_grad(set_to_none=True)
-        if loss.requires_grad:  # else the forecast ignores x (climatology): every gradient is 0
-            loss.backward()
-    task.net.zero_grad(set_to_none=True)
-    use_hidden = len(hs) == steps and all(h.grad is not None for h in hs)
-    x_grad = x.grad if x.grad is not None else torch.zeros_like(x)
-    grads = [h.grad for h in hs] if use_hidden else list(x_grad.unbind(1))
-    b = x.shape[0]
-    norms = torch.stack([g.float().norm() / b**0.5 for g in grads]).flip(0)  # lag 0 first
-    return {
-        "lag": torch.arange(len(grads)),
-        "norm": norms.detach().cpu(),
-        "what": "hidden" if use_hidden else "input",
-    }
-
-
-def plot_gradient_flow(flow: dict[str, Any], title: str = "") -> Any:
-    """A log-scale plot of the norm against the lag; returns the matplotlib figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2))
-    ax.semilogy(flow["lag"].numpy(), flow["norm"].clamp(min=1e-30).numpy(), marker="o")
-    sym = "h" if flow["what"] == "hidden" else "x"
-    ax.set_xlabel("lag k (steps before the last context step)")
-    ax.set_ylabel(f"||dL/d{sym}_(T-k)||")
-    ax.set_title(title or "gradient flow through time")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    return fig
+progress_log = logging.getLogger("forecast.progress")
 
 
 class GradientFlowCallback(L.Callback):
@@ -152,16 +61,15 @@ class GradientFlowCallback(L.Callback):
         if self._batch is None or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         batch = {k: v.clone() for k, v in self._batch.items()}  # normal tensors again
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            self.last = gradient_flow(pl_module, batch)
-        finally:
-            pl_module.train(was_training)
+        task: Any = pl_module
+        self.last = gradient_flow(
+            task.net, batch["x"], batch["y"], batch.get("y_mask"), task.loss_fn,
+            forward=lambda x: task.predict_batch({**batch, "x": x}),
+        )  # fmt: skip
         norm = self.last["norm"]
         pl_module.log("grad_flow/ratio", float(norm[-1] / norm[0].clamp(min=1e-30)))
         fig = plot_gradient_flow(
-            self.last, f"{type(pl_module.net).__name__}, epoch {trainer.current_epoch}"
+            self.last, f"{type(task.net).__name__}, epoch {trainer.current_epoch}"
         )
         out = Path(trainer.log_dir or trainer.default_root_dir) / "gradient_flow"
         out.mkdir(parents=True, exist_ok=True)
@@ -174,3 +82,83 @@ class GradientFlowCallback(L.Callback):
         logger = trainer.logger
         if isinstance(logger, MLFlowLogger) and logger.run_id:
             logger.experiment.log_artifact(logger.run_id, str(path), "gradient_flow")
+
+
+class ProgressLine(ProgressBar):
+    """A plain progress line on the ``forecast.progress`` logger (cron, CI, log files).
+
+    A :class:`~pytorch_lightning.callbacks.ProgressBar`, so Lightning adds no tqdm bar beside it.
+    Logged every ``every_n_steps`` optimiser steps (loss) and after each validation epoch (loss,
+    monitored metric); the Hydra job log receives it like any ``logging`` record.
+
+    Args:
+        every_n_steps: steps between two training lines (0: epoch lines only).
+        monitor: the validation metric to show.
+    """
+
+    def __init__(self, every_n_steps: int = 50, monitor: str = "val/rmse") -> None:
+        super().__init__()
+        if every_n_steps < 0:
+            raise ValueError(f"every_n_steps: expected >= 0, got {every_n_steps}")
+        self.every_n_steps, self.monitor = every_n_steps, monitor
+        self._enabled = True
+
+    def disable(self) -> None:
+        """Lightning silences progress bars outside rank 0."""
+        self._enabled = False
+
+    def enable(self) -> None:
+        """Lightning re-enables the bar after e.g. a sanity check."""
+        self._enabled = True
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        """One line every ``every_n_steps`` steps."""
+        step = trainer.global_step
+        if self._enabled and self.every_n_steps and step and step % self.every_n_steps == 0:
+            loss = trainer.callback_metrics.get("train/loss")
+            shown = "nan" if loss is None else f"{float(loss):.4f}"
+            progress_log.info(f"epoch {trainer.current_epoch} step {step} train/loss {shown}")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """One line per validation epoch."""
+        if trainer.sanity_checking or not self._enabled:
+            return
+        m = trainer.callback_metrics
+        parts = [f"epoch {trainer.current_epoch} step {trainer.global_step}"]
+        for key in ("train/loss", "val/loss", self.monitor):
+            if key in m:
+                parts.append(f"{key} {float(m[key]):.4f}")
+        progress_log.info(" ".join(dict.fromkeys(parts)))
+
+
+def progress_callback(
+    every_n_steps: int = 50, monitor: str = "val/rmse", enabled: bool = True
+) -> L.Callback:
+    """Lightning's rich bar on a terminal; :class:`ProgressLine` when stdout is not a TTY.
+
+    Args:
+        every_n_steps: steps between two plain lines.
+        monitor: the validation metric the plain line shows.
+        enabled: the Trainer's ``enable_progress_bar`` (False: a callback doing nothing, since
+            Lightning refuses a progress bar callback with the bar disabled).
+    """
+    if not enabled:
+        return L.Callback()
+    if sys.stdout.isatty():
+        return RichProgressBar()
+    return ProgressLine(every_n_steps, monitor)
+
+
+def lr_monitor(scheduler: Any = None, logger: Any = None) -> L.Callback:
+    """Lightning's ``LearningRateMonitor`` when a scheduler is set and a logger records it.
+
+    Args:
+        scheduler: the model's scheduler config (None: constant LR, nothing to monitor).
+        logger: the logger config (None: nowhere to log; Lightning would refuse the monitor).
+    """
+    if not scheduler or not logger:
+        return L.Callback()
+    return LearningRateMonitor(logging_interval="epoch")

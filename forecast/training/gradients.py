@@ -1,7 +1,8 @@
-"""Gradient clipping and the non-finite policy, applied inside the task (manual optimisation).
+"""Gradient norms and the non-finite policy, shared by automatic and manual (TBPTT) optimisation.
 
-Lightning refuses ``Trainer(gradient_clip_val=...)`` under manual optimisation, so the task clips
-here, between ``manual_backward`` and ``optimizer.step``.
+Clipping itself is Lightning's (``Trainer(gradient_clip_val=..., gradient_clip_algorithm=...)``
+under automatic optimisation, ``LightningModule.clip_gradients`` under TBPTT): both unscale
+mixed-precision gradients first, which a hand-written clip does not.
 """
 
 from __future__ import annotations
@@ -11,46 +12,41 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor, nn
 
-CLIP_MODES = (None, "norm", "value")
+from forecast.errors import ForecastError
+
 NONFINITE_POLICIES = ("skip", "raise")
+CLIP_ALGORITHMS = ("norm", "value")
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(ForecastError, FloatingPointError):
     """The loss or the gradients are NaN/inf and the policy says stop."""
 
 
-def check_clip(mode: str | None, value: float) -> None:
-    """Refuse an unknown clipping mode or a non-positive threshold."""
-    if mode not in CLIP_MODES:
-        raise ValueError(f"clip_mode: expected one of {CLIP_MODES}, got {mode!r}")
-    if mode is not None and not value > 0:
-        raise ValueError(f"clip_value: expected > 0 when clipping by {mode}, got {value}")
+class TrainingConfigError(ForecastError, ValueError):
+    """A training option (policy, clipping, TBPTT lengths, threads) is out of range."""
 
 
 def check_policy(policy: str) -> None:
     """Refuse an unknown non-finite policy."""
     if policy not in NONFINITE_POLICIES:
-        raise ValueError(f"nonfinite: expected one of {NONFINITE_POLICIES}, got {policy!r}")
+        raise TrainingConfigError(
+            f"nonfinite: expected one of {NONFINITE_POLICIES}, got {policy!r}"
+        )
 
 
-def clip_gradients(params: Iterable[nn.Parameter], mode: str | None, value: float) -> Tensor:
-    """Clip gradients in place; return the total L2 norm measured *before* clipping.
+def check_clip(value: float | None, algorithm: str | None) -> None:
+    """Refuse an unknown clipping algorithm or a negative threshold (None or 0: no clipping)."""
+    if algorithm is not None and algorithm not in CLIP_ALGORITHMS:
+        raise TrainingConfigError(
+            f"gradient_clip_algorithm: expected one of {CLIP_ALGORITHMS}, got {algorithm!r}"
+        )
+    if value is not None and not value >= 0:
+        raise TrainingConfigError(f"gradient_clip_val: expected >= 0 or null, got {value}")
 
-    Args:
-        params: parameters whose ``.grad`` is set.
-        mode: None (measure only), ``"norm"`` (rescale so the total norm is <= value) or
-            ``"value"`` (clamp every element to [-value, value]).
-        value: the threshold.
 
-    Returns:
-        Scalar tensor: the pre-clip global gradient norm (NaN/inf if a gradient is not finite).
-    """
-    grads = [p for p in params if p.grad is not None]
+def total_grad_norm(params: Iterable[nn.Parameter]) -> Tensor:
+    """Global L2 norm of every ``.grad`` (NaN/inf when a gradient is not finite; 0 when none)."""
+    grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
-    if mode == "norm":
-        return nn.utils.clip_grad_norm_(grads, max_norm=value)
-    total = nn.utils.clip_grad_norm_(grads, max_norm=float("inf"))
-    if mode == "value":
-        nn.utils.clip_grad_value_(grads, clip_value=value)
-    return total
+    return nn.utils.get_total_norm(grads).float()

@@ -1,8 +1,9 @@
-"""One LightningModule for every net: masked loss, manual optimisation, metrics per lead time.
+"""One LightningModule for every net: masked loss, Lightning's optimisation, metrics per lead time.
 
-Optimisation is manual (Lightning 2 has no ``truncated_bptt_steps`` and refuses
-``gradient_clip_val`` under manual optimisation), so clipping, the non-finite policy and truncated
-BPTT live here. bf16 comes from the Trainer's ``precision`` setting, as for any LightningModule.
+Lightning's automatic optimisation trains every net, so clipping (``Trainer(gradient_clip_val,
+gradient_clip_algorithm)``), precision plugins and LR-scheduler stepping are Lightning's. Truncated
+BPTT alone optimises manually (several optimiser steps per batch) and clips with
+``self.clip_gradients``, which is precision-aware too.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import pytorch_lightning as L
 import torch
 from torch import Tensor, nn
 
-from forecast.evaluation.metrics import LeadTimeMetrics
-from forecast.evaluation.skill import LeadTimeSkill
+from forecast.evaluation.metrics import lead_time_metrics
 from forecast.models.baselines import persistence
 from forecast.training.gradients import (
     NonFiniteError,
+    TrainingConfigError,
     check_clip,
     check_policy,
-    clip_gradients,
+    total_grad_norm,
 )
 from forecast.training.losses import MaskedBCE, MaskedCE, MaskedMSE
 from forecast.training.tbptt import check_tbptt, truncated_bptt
@@ -45,8 +46,6 @@ class ForecastTask(L.LightningModule):
             (with the monitored value for ReduceLROnPlateau).
         monitor: the metric the run is judged by (e.g. ``val/rmse``).
         loss: a masked loss from :mod:`forecast.training.losses` (default MSE).
-        clip_mode: None, ``"norm"`` or ``"value"``.
-        clip_value: the clipping threshold.
         nonfinite: ``"skip"`` (drop the step, count it in ``train/skipped_steps``) or
             ``"raise"`` (stop with :class:`NonFiniteError`).
         tbptt_k1: chunk length for truncated BPTT (None: full BPTT).
@@ -55,6 +54,11 @@ class ForecastTask(L.LightningModule):
             ``targets`` and ``teacher_forcing`` (None: free running).
         thresholds: CSI/POD/FAR event thresholds (in the units the net predicts).
         data_range: value range for SSIM/PSNR on gridded targets (8: +-4 std of z-scores).
+        lat_weights: (H,) latitude weights of gridded targets' rows (``_lat`` metrics, for the
+            model and persistence alike); None for sensors or grids without latitudes.
+        target_scale: per-target-channel factor to physical units (the fitted normaliser's
+            ``scale``) for ``_phys`` metrics; None: normalised metrics only.
+        target_names: target channel names (physical metrics per channel when several).
     """
 
     def __init__(
@@ -64,30 +68,37 @@ class ForecastTask(L.LightningModule):
         scheduler: SchedulerFactory | None = None,
         monitor: str = "val/rmse",
         loss: nn.Module | None = None,
-        clip_mode: str | None = "norm",
-        clip_value: float = 1.0,
         nonfinite: str = "skip",
         tbptt_k1: int | None = None,
         tbptt_k2: int | None = None,
         teacher_forcing: Schedule | None = None,
         thresholds: Sequence[float] = (),
         data_range: float = 8.0,
+        lat_weights: Sequence[float] | None = None,
+        target_scale: Sequence[float] | None = None,
+        target_names: Sequence[str] = (),
     ) -> None:
         super().__init__()
         # plain floats: a ListConfig in hparams would break torch.load(weights_only=True)
         thresholds = [float(t) for t in thresholds]
+        target_scale = None if target_scale is None else [float(v) for v in target_scale]
+        target_names = [str(v) for v in target_names]
+        # lat_weights: one value per grid row, too long for an MLflow parameter
         self.save_hyperparameters(
-            ignore=["net", "optimizer", "scheduler", "loss", "teacher_forcing"]
+            ignore=["net", "optimizer", "scheduler", "loss", "teacher_forcing", "lat_weights"]
         )
-        self.automatic_optimization = False
-        check_clip(clip_mode, clip_value)
+        # several optimiser steps per batch: only TBPTT needs manual optimisation
+        self.automatic_optimization = tbptt_k1 is None
         check_policy(nonfinite)
         self.net = net
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.monitor = monitor
         self.loss_fn = loss if loss is not None else MaskedMSE()
-        self.clip_mode, self.clip_value, self.nonfinite = clip_mode, clip_value, nonfinite
+        self.nonfinite = nonfinite
+        # TBPTT clipping; the composition root hands over the Trainer's settings (clip_manually)
+        self.clip_val: float | None = None
+        self.clip_algorithm = "norm"
         self.tbptt_k1 = tbptt_k1
         self.tbptt_k2 = check_tbptt(net, tbptt_k1, tbptt_k2) if tbptt_k1 is not None else None
         self.teacher_forcing = teacher_forcing
@@ -96,16 +107,17 @@ class ForecastTask(L.LightningModule):
         self.horizon: int = int(getattr(net, "horizon", 1))
         self._net_args = set(inspect.signature(net.forward).parameters)
         if teacher_forcing is not None and not {"targets", "teacher_forcing"} <= self._net_args:
-            raise ValueError(
+            raise TrainingConfigError(
                 f"teacher_forcing: {type(net).__name__}.forward takes no `targets` and "
                 "`teacher_forcing` arguments (it has no autoregressive decoder)"
             )
         gridded = bool(getattr(net, "gridded", False))  # nets on (B, T, C, H, W) say so
-        stages = ("val", "test")
-        self.skill = nn.ModuleDict({s: LeadTimeSkill(self.horizon) for s in stages})
-        self.metrics = nn.ModuleDict(
-            {s: LeadTimeMetrics(self.horizon, gridded, thresholds, data_range) for s in stages}
-        )
+        weights = None if lat_weights is None else torch.tensor(lat_weights, dtype=torch.float32)
+        metrics = lead_time_metrics(
+            self.horizon, len(target_scale) if target_scale else 1, gridded, thresholds,
+            data_range, weights, target_scale, target_names,
+        )  # fmt: skip
+        self.metrics = nn.ModuleDict({s: metrics.clone(prefix=f"{s}/") for s in ("val", "test")})
 
     def forward(self, x: Tensor, **extras: Any) -> Tensor:
         """x: (B, T, ...) -> the net's output (forecasts (B, horizon, ...) or logits)."""
@@ -130,8 +142,32 @@ class ForecastTask(L.LightningModule):
         """What the metrics compare: probabilities for a BCE-trained net, else the output."""
         return torch.sigmoid(pred) if isinstance(self.loss_fn, MaskedBCE) else pred
 
+    def clip_manually(self, value: float | None, algorithm: str | None = "norm") -> None:
+        """Clip TBPTT's manual steps like ``Trainer(gradient_clip_val, gradient_clip_algorithm)``.
+
+        Lightning refuses Trainer-side clipping under manual optimisation, so the composition
+        root moves the Trainer's two settings here for a TBPTT task.
+        """
+        check_clip(value, algorithm)
+        self.clip_val, self.clip_algorithm = value, algorithm or "norm"
+
+    def _gradients_finite(self, optimizer: Any) -> bool:
+        """Log the pre-clip gradient norm; apply the non-finite policy (drop the gradients)."""
+        norm = total_grad_norm(self.net.parameters())
+        if not bool(torch.isfinite(norm)):
+            optimizer.zero_grad(set_to_none=True)  # no gradient: the optimiser skips every param
+            self._non_finite("gradient norm", norm)
+            return False
+        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+        return True
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Automatic optimisation: gradients are unscaled and not yet clipped here."""
+        if self.automatic_optimization:
+            self._gradients_finite(optimizer)
+
     def _optimise(self, loss: Tensor) -> None:
-        """Backward, non-finite check, clipping, gradient-norm logging, optimiser step."""
+        """One manual TBPTT step: backward, non-finite check, clipping, optimiser step."""
         opt = self.optimizers()
         assert not isinstance(opt, list)
         if not bool(torch.isfinite(loss)):
@@ -139,19 +175,20 @@ class ForecastTask(L.LightningModule):
             return
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        norm = clip_gradients(self.net.parameters(), self.clip_mode, self.clip_value)
-        if not bool(torch.isfinite(norm)):
-            opt.zero_grad(set_to_none=True)
-            self._non_finite("gradient norm", norm)
+        if not self._gradients_finite(opt):
             return
-        self.log("train/grad_norm", norm.float(), on_step=True, on_epoch=False)
+        if self.clip_val:
+            self.clip_gradients(
+                opt, gradient_clip_val=self.clip_val, gradient_clip_algorithm=self.clip_algorithm
+            )
         opt.step()
 
     def _non_finite(self, what: str, value: Tensor) -> None:
         if self.nonfinite == "raise":
             raise NonFiniteError(
                 f"non-finite {what} ({float(value.detach())}) at global step {self.global_step}; "
-                "lower the learning rate, clip gradients, or set nonfinite=skip"
+                "lower the learning rate, clip gradients (trainer.gradient_clip_val), or set "
+                "nonfinite=skip"
             )
         self.skipped_steps += 1
         self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
@@ -159,8 +196,8 @@ class ForecastTask(L.LightningModule):
     def _has_params(self) -> bool:
         return any(p.requires_grad for p in self.net.parameters())
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        """One (or, under TBPTT, one per chunk) optimisation step on the masked loss."""
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
+        """The masked loss (None skips the step); under TBPTT, one manual step per chunk."""
         x, y = batch["x"], batch["y"]
         if self.tbptt_k1 is not None:
             inputs, targets, mask = self._sequence_pairs(batch)
@@ -170,13 +207,17 @@ class ForecastTask(L.LightningModule):
                 self.loss_fn, self._optimise,
             )  # fmt: skip
             loss = torch.stack(losses).mean()
-        else:
-            pred = self(x, **self._extras(batch, train=True))
-            loss = self.loss_fn(pred, y, batch.get("y_mask"))
-            if self._has_params():
-                self._optimise(loss)
+            self.log("train/loss", loss, prog_bar=True, batch_size=len(x))
+            return loss
+        pred = self(x, **self._extras(batch, train=True))
+        loss = self.loss_fn(pred, y, batch.get("y_mask"))
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=len(x))
-        return loss.detach()
+        if not self._has_params():
+            return None  # a parameter-free baseline: nothing to optimise
+        if not bool(torch.isfinite(loss)):
+            self._non_finite("loss", loss)
+            return None  # Lightning skips backward and the optimiser step
+        return loss
 
     def _sequence_pairs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
         """Per-step (inputs, targets, mask) for TBPTT.
@@ -217,11 +258,9 @@ class ForecastTask(L.LightningModule):
             self.log(f"{stage}/accuracy", acc, batch_size=len(x))
             return
         view = self._metric_view(pred.detach()).float()
-        self.metrics[stage].update(view, y, mask)
         last = self._persistence(x, y)
-        if last is not None:
-            target = y if mask is None else torch.where(mask, y, torch.full_like(y, float("nan")))
-            self.skill[stage].update(view, last.float(), target)
+        ref = None if last is None else last.float()
+        self.metrics[stage].update(pred=view, target=y.float(), mask=mask, ref=ref)
 
     def _persistence(self, x: Tensor, y: Tensor) -> Tensor | None:
         """The persistence forecast of the targets, or None when the inputs do not hold them."""
@@ -245,25 +284,11 @@ class ForecastTask(L.LightningModule):
             return
         values = self.metrics[stage].compute()
         self.metrics[stage].reset()
-        per_lead = stage == "test"
-        metrics = {f"{stage}/{k}": v for k, v in values.items() if per_lead or "_lead" not in k}
-        skill = self.skill[stage]
-        if bool(skill.count.sum() > 0):
-            result = skill.compute()
-            mse, ref = result["mse"], result["ref_mse"]
-            metrics[f"{stage}/mse"] = mse.mean()
-            metrics[f"{stage}/rmse"] = mse.mean().sqrt()
-            metrics[f"{stage}/persistence_mse"] = ref.mean()
-            metrics[f"{stage}/skill"] = 1 - mse.mean() / ref.mean().clamp(min=1e-12)
-            if per_lead:
-                for k in range(self.horizon):
-                    metrics[f"{stage}/mse_lead{k + 1}"] = mse[k]
-                    metrics[f"{stage}/persistence_mse_lead{k + 1}"] = ref[k]
-                    metrics[f"{stage}/skill_lead{k + 1}"] = result["skill"][k]
-        skill.reset()
+        per_lead = stage == "test"  # validation logs split-pooled values only
+        metrics = {k: v for k, v in values.items() if per_lead or "_lead" not in k}
         rmse = metrics.pop(f"{stage}/rmse")
-        self.log_dict({k: v.float() for k, v in metrics.items()})
-        self.log(f"{stage}/rmse", rmse.float(), prog_bar=stage == "val")
+        self.log_dict(metrics)
+        self.log(f"{stage}/rmse", rmse, prog_bar=stage == "val")
 
     def on_validation_epoch_end(self) -> None:
         """Log validation metrics over the whole split."""
@@ -274,7 +299,9 @@ class ForecastTask(L.LightningModule):
         self._log_epoch("test")
 
     def on_train_epoch_end(self) -> None:
-        """Step the LR scheduler (manual optimisation steps none by itself)."""
+        """TBPTT (manual optimisation) steps its LR scheduler itself; Lightning does otherwise."""
+        if self.automatic_optimization:
+            return
         sch = self.lr_schedulers()
         if sch is None or isinstance(sch, list):
             return
@@ -297,4 +324,10 @@ class ForecastTask(L.LightningModule):
         opt = self.optimizer_factory(params=[p for p in self.parameters() if p.requires_grad])
         if self.scheduler_factory is None:
             return opt
-        return {"optimizer": opt, "lr_scheduler": self.scheduler_factory(optimizer=opt)}
+        scheduler = {
+            "scheduler": self.scheduler_factory(optimizer=opt),
+            "interval": "epoch",
+            "monitor": self.monitor,  # read by ReduceLROnPlateau only
+            "strict": False,  # an epoch without validation skips the plateau step, as before
+        }
+        return {"optimizer": opt, "lr_scheduler": scheduler}

@@ -9,9 +9,10 @@ import pytest
 import torch
 from conftest import CONF, compose_train
 from hydra.utils import instantiate
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from forecast.runs.train import build_net
+from forecast.training.trainer_options import trainer_options
 
 GRID = ["data.source.n_times=160", "data.source.n_lat=16", "data.source.n_lon=16"]
 SENSOR_GRID = [
@@ -72,8 +73,9 @@ def test_model_composes_builds_and_trains(name, root):
     partial = instantiate(cfg.model.net)
     net, _ = build_net(partial, spec, dm)
     task = instantiate(cfg.model, net=net)
+    options = trainer_options(OmegaConf.to_container(cfg.trainer, resolve=True), task)
     trainer = instantiate(
-        cfg.trainer, logger=False, enable_checkpointing=False, limit_train_batches=2,
+        options, logger=False, enable_checkpointing=False, limit_train_batches=2,
         limit_val_batches=1, limit_test_batches=1, num_sanity_val_steps=0,
     )  # fmt: skip
     trainer.fit(task, datamodule=dm)
@@ -87,8 +89,8 @@ def test_model_composes_builds_and_trains(name, root):
 
 
 @pytest.mark.parametrize(("trainer", "precision"), [("bf16", "bf16-mixed"), ("gpu", "bf16-mixed")])
-def test_trainer_presets_compose_without_trainer_side_clipping(trainer, precision):
+def test_trainer_presets_compose_with_trainer_side_clipping(trainer, precision):
     cfg = compose_train([f"trainer={trainer}", "logger=none"])
     assert cfg.trainer.precision == precision
-    # Lightning refuses gradient_clip_val under manual optimisation: clipping is the task's
-    assert "gradient_clip_val" not in cfg.trainer
+    # automatic optimisation: Lightning clips (precision-aware) for every net but TBPTT's
+    assert cfg.trainer.gradient_clip_val == 1.0 and cfg.trainer.gradient_clip_algorithm == "norm"

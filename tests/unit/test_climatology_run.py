@@ -17,7 +17,7 @@ from forecast.data.synthetic import make_grid, make_sensors
 from forecast.errors import DataError
 from forecast.models.baselines import Climatology, Persistence
 from forecast.runs.train import build_net
-from forecast.training.callbacks import gradient_flow
+from forecast.training.gradient_flow import gradient_flow
 from forecast.training.task import ForecastTask
 
 CONTEXT, HORIZON = 4, 3
@@ -130,5 +130,7 @@ def test_sensor_climatology_gives_the_task_its_persistence_and_zero_gradients(gr
     task = ForecastTask(net, partial(torch.optim.SGD, lr=0.0))
     batch = next(iter(dm.test_dataloader()))
     assert task.predict_batch(batch).shape == batch["y"].shape
-    flow = gradient_flow(task, batch)  # the forecast ignores x: every input gradient is 0
+    forward = lambda x: task.predict_batch({**batch, "x": x})  # noqa: E731
+    # the forecast ignores x: every input gradient is 0
+    flow = gradient_flow(task.net, batch["x"], batch["y"], batch.get("y_mask"), forward=forward)
     assert flow["what"] == "input" and float(flow["norm"].abs().max()) == 0.0

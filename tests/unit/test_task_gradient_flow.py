@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader
 
 from forecast.models.conv_lstm import ConvLSTMForecaster
 from forecast.models.step_rnn import StepRNN
-from forecast.training.callbacks import GradientFlowCallback, gradient_flow, plot_gradient_flow
+from forecast.training.callbacks import GradientFlowCallback
+from forecast.training.gradient_flow import gradient_flow, plot_gradient_flow
 from forecast.training.task import ForecastTask
 
 
@@ -28,7 +29,8 @@ def grid_batch(t=6):
 
 
 def test_hidden_state_flow_reaches_every_context_step():
-    flow = gradient_flow(conv_task(), grid_batch())
+    batch = grid_batch()
+    flow = gradient_flow(conv_task().net, batch["x"], batch["y"])
     assert flow["what"] == "hidden" and flow["norm"].shape == (6,)
     # only the final encoder state feeds the forecaster directly: non-zero norms at lags > 0
     # prove the recorded grads are total derivatives through the recurrence
@@ -45,7 +47,7 @@ def test_vanishing_with_small_recurrent_weights():
     task = ForecastTask(net, partial(torch.optim.SGD, lr=0.01))
     g = torch.Generator().manual_seed(1)
     batch = {"x": torch.randn(4, 10, 3, generator=g), "y": torch.randn(4, 1, 3, generator=g)}
-    flow = gradient_flow(task, batch)
+    flow = gradient_flow(task.net, batch["x"], batch["y"])
     assert flow["what"] == "input"  # torch's fused RNN: measured at the inputs
     assert flow["norm"][5] < 1e-3 * flow["norm"][0]
 
@@ -82,3 +84,21 @@ def test_plot_returns_a_figure():
         {"lag": torch.arange(3), "norm": torch.tensor([1.0, 0.1, 0.01]), "what": "hidden"}
     )
     assert fig.axes[0].get_yscale() == "log"
+
+
+def test_probe_records_without_patching_and_is_cleared():
+    task = conv_task()
+    stack = next(m for m in task.net.modules() if hasattr(m, "probe"))
+    step = type(stack.cells[-1]).step
+    batch = grid_batch()
+    gradient_flow(task.net, batch["x"], batch["y"])
+    assert stack.probe is None  # recording is off again
+    assert "step" not in vars(stack.cells[-1]) and type(stack.cells[-1]).step is step
+
+
+def test_gradient_flow_is_opt_in(compose_cfg):
+    default = compose_cfg(["logger=none"])
+    assert "gradient_flow" not in default.callbacks
+    opted = compose_cfg(["logger=none", "callbacks=with_gradient_flow"])
+    assert opted.callbacks.gradient_flow._target_.endswith("GradientFlowCallback")
+    assert "model_checkpoint" in opted.callbacks

@@ -67,23 +67,41 @@ def make_task(**kw):
     return ForecastTask(LastStepNet(), opt, **kw)
 
 
+class ClippedRecorder(L.Callback):
+    """Gradients as the optimiser sees them: after the Trainer's clipping."""
+
+    def __init__(self):
+        self.norms, self.maxabs = [], []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        self.norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+        self.maxabs.append(max(g.abs().max().item() for g in grads))
+
+
+def test_task_uses_automatic_optimisation():
+    assert make_task().automatic_optimization
+
+
 @pytest.mark.parametrize("mode", ["norm", "value"])
-def test_clipping_bounds_the_gradient(mode):
-    rec = NormRecorder()
-    fit(make_task(clip_mode=mode, clip_value=0.5), batches(), [rec])
+def test_trainer_clipping_bounds_the_gradient(mode):
+    rec = ClippedRecorder()
+    fit(make_task(), batches(), [rec], gradient_clip_val=0.5, gradient_clip_algorithm=mode)
     assert len(rec.norms) == 4
     bound = rec.norms if mode == "norm" else rec.maxabs
     assert max(bound) <= 0.5 + 1e-5
     free = NormRecorder()
-    fit(make_task(clip_mode=None), batches(), [free])
+    fit(make_task(), batches(), [free])
     # the same data without clipping exceeds the bound, so the check above can fail
     assert max(free.norms if mode == "norm" else free.maxabs) > 5.0
 
 
-def test_grad_norm_is_logged_every_step():
-    trainer = fit(make_task(clip_mode="norm", clip_value=0.5), batches())
-    assert "train/grad_norm" in trainer.logged_metrics
+def test_grad_norm_is_logged_before_clipping_every_step():
+    rec = NormRecorder()  # runs just before the task's hook: the same unclipped gradients
+    trainer = fit(make_task(), batches(), [rec], gradient_clip_val=0.5)
     assert trainer.global_step == 4  # one optimiser step per batch
+    logged = float(trainer.logged_metrics["train/grad_norm"])
+    assert logged == pytest.approx(rec.norms[-1], rel=1e-5) and logged > 0.5
 
 
 def test_nonfinite_skip_counts_and_leaves_weights():
@@ -94,13 +112,29 @@ def test_nonfinite_skip_counts_and_leaves_weights():
     assert all(torch.equal(a, b) for a, b in zip(before, task.parameters(), strict=True))
 
 
+class NaNGradientNet(LastStepNet):
+    """Finite forecasts whose weight gradient is NaN (d sqrt(0 * w) / dw = inf * 0)."""
+
+    def forward(self, x):
+        return super().forward(x) + torch.sqrt(self.lin.weight * 0).sum()
+
+
+def test_nonfinite_gradients_are_skipped_and_counted():
+    torch.manual_seed(0)
+    task = ForecastTask(NaNGradientNet(), lambda params: torch.optim.SGD(params, lr=1e-3))
+    before = [p.detach().clone() for p in task.parameters()]
+    fit(task, batches(n=2), gradient_clip_val=1.0)
+    assert task.skipped_steps == 2
+    assert all(torch.equal(a, b) for a, b in zip(before, task.parameters(), strict=True))
+
+
 def test_nonfinite_raise_stops_with_a_clear_error():
     with pytest.raises(NonFiniteError, match="non-finite loss"):
         fit(make_task(nonfinite="raise"), batches(n=2, bad=True))
 
 
 def test_masked_targets_are_not_trained_on():
-    task = make_task(clip_mode=None)
+    task = make_task()
     data = batches(n=1)
     data[0]["y_mask"] = torch.zeros_like(data[0]["y"], dtype=torch.bool)
     data[0]["y_mask"][:, 0] = True
@@ -114,8 +148,8 @@ def test_masked_targets_are_not_trained_on():
 
 def test_bad_options_are_refused():
     opt = lambda params: torch.optim.SGD(params, lr=1e-3)  # noqa: E731
-    with pytest.raises(ValueError, match="clip_mode"):
-        ForecastTask(LastStepNet(), opt, clip_mode="max")
+    with pytest.raises(ValueError, match="gradient_clip_algorithm"):
+        ForecastTask(LastStepNet(), opt, tbptt_k1=None).clip_manually(1.0, "max")
     with pytest.raises(ValueError, match="nonfinite"):
         ForecastTask(LastStepNet(), opt, nonfinite="ignore")
     with pytest.raises(ValueError, match="teacher_forcing"):
@@ -131,8 +165,11 @@ def test_bf16_precision_trains():
 
 @pytest.mark.gpu
 def test_bf16_on_gpu_clips_and_trains():
-    rec = NormRecorder()
-    task = make_task(clip_mode="norm", clip_value=0.5)
-    trainer = fit(task, batches(n=3), [rec], accelerator="gpu", devices=1, precision="bf16-mixed")
+    rec = ClippedRecorder()
+    task = make_task()
+    trainer = fit(
+        task, batches(n=3), [rec], accelerator="gpu", devices=1, precision="bf16-mixed",
+        gradient_clip_val=0.5,
+    )  # fmt: skip
     assert trainer.global_step == 3 and max(rec.norms) <= 0.5 + 1e-3
     assert task.finite_weights()

@@ -111,8 +111,7 @@ def test_flatten_nested_config():
 def test_gradient_flow_reaches_only_the_steps_the_net_reads(tmp_path):
     import torch
 
-    from forecast.tracking.plots import gradient_flow
-    from forecast.tracking.run_outputs import input_gradients
+    from forecast.training.gradient_flow import gradient_flow, plot_gradient_flow
 
     class LastTwo(torch.nn.Module):  # forecasts from the last two steps only
         def __init__(self):
@@ -125,6 +124,9 @@ def test_gradient_flow_reaches_only_the_steps_the_net_reads(tmp_path):
     x = torch.randn(4, 6, 5, generator=torch.Generator().manual_seed(0))
     y = torch.randn(4, 3, 5, generator=torch.Generator().manual_seed(1))
     y[0, 0, 0] = float("nan")
-    g = input_gradients(LastTwo(), x, y)
-    assert g.shape == (6,) and np.all(g[:4] == 0) and np.all(g[4:] > 0)
-    assert gradient_flow(g, tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+    flow = gradient_flow(LastTwo(), x, y)
+    g = flow["norm"].flip(0).numpy()  # oldest step first
+    assert flow["what"] == "input" and g.shape == (6,) and np.all(g[:4] == 0) and np.all(g[4:] > 0)
+    fig = plot_gradient_flow(flow)
+    fig.savefig(tmp_path / "g.png")
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
