@@ -122,8 +122,8 @@ class ProgressLine(ProgressBar):
             shown = "nan" if loss is None else f"{float(loss):.4f}"
             progress_log.info(f"epoch {trainer.current_epoch} step {step} train/loss {shown}")
 
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """One line per validation epoch."""
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """One line per validation run (after the task has logged its epoch metrics)."""
         if trainer.sanity_checking or not self._enabled:
             return
         m = trainer.callback_metrics

@@ -163,7 +163,7 @@ class ForecastTask(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Automatic optimisation: gradients are unscaled and not yet clipped here."""
-        if self.automatic_optimization:
+        if self.automatic_optimization and self._has_params():  # a baseline has no gradients
             self._gradients_finite(optimizer)
 
     def _optimise(self, loss: Tensor) -> None:

@@ -1,7 +1,7 @@
 from functools import partial
 
-import pytorch_lightning as L
 import pytest
+import pytorch_lightning as L
 import torch
 from torch.utils.data import DataLoader
 

@@ -1,5 +1,5 @@
-import pytorch_lightning as L
 import pytest
+import pytorch_lightning as L
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
