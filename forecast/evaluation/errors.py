@@ -54,6 +54,8 @@ class LeadErrors(Metric):
     """
 
     full_state_update = False
+    lat_weights: Tensor | None
+    ref_n: Tensor
 
     def __init__(
         self,
@@ -93,7 +95,7 @@ class LeadErrors(Metric):
         getattr(self, group + "sae").add_(self._per_lead_channel(d.abs()))
         getattr(self, group + "n").add_(self._per_lead_channel(w))
 
-    def update(  # type: ignore[override]
+    def update(
         self, pred: Tensor, target: Tensor, mask: Tensor | None = None, ref: Tensor | None = None
     ) -> None:
         """pred, target, mask, ref (the reference forecast, e.g. persistence): (B, horizon, ...)."""
@@ -113,7 +115,7 @@ class LeadErrors(Metric):
             if w is not None:
                 self._add(group + "w_", err, valid, w)
 
-    def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
+    def compute(self) -> dict[str, Tensor]:
         """Lead-pooled ``{name}`` and per-lead ``{name}_lead{k}`` values (k from 1).
 
         ``mse``, ``mae``, ``rmse`` (and ``psnr`` given ``data_range``); with a reference

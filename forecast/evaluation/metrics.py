@@ -31,6 +31,9 @@ class ContingencyScores(Metric):
     """
 
     full_state_update = False
+    hits: Tensor
+    misses: Tensor
+    false_alarms: Tensor
 
     def __init__(self, thresholds: Sequence[float], horizon: int) -> None:
         super().__init__()
@@ -39,7 +42,7 @@ class ContingencyScores(Metric):
         for name in ("hits", "misses", "false_alarms"):
             self.add_state(name, torch.zeros(shape, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> None:  # type: ignore[override]
+    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
         """pred, target, mask: (B, horizon, ...)."""
         valid = observed(target, mask)
         dims = [0, *range(2, target.dim())]
@@ -50,7 +53,7 @@ class ContingencyScores(Metric):
             self.misses[i] += (~p & o).sum(dim=dims).double()
             self.false_alarms[i] += (p & ~o & valid).sum(dim=dims).double()
 
-    def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
+    def compute(self) -> dict[str, Tensor]:
         """``{csi,pod,far}_t{thr}`` lead-averaged and ``..._lead{k}`` per lead."""
         h, m, f = self.hits, self.misses, self.false_alarms
         nan = torch.tensor(float("nan"), dtype=h.dtype, device=h.device)
@@ -79,6 +82,8 @@ class LeadSSIM(Metric):
     """
 
     full_state_update = False
+    total: Tensor
+    frames: Tensor
 
     def __init__(self, horizon: int, data_range: float) -> None:
         super().__init__()
@@ -86,7 +91,7 @@ class LeadSSIM(Metric):
         self.add_state("total", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("frames", torch.zeros(horizon, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> None:  # type: ignore[override]
+    def update(self, pred: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
         """pred, target, mask: (B, horizon, C, H, W)."""
         if pred.dim() != 5:
             raise ValueError(f"SSIM: expected (B, horizon, C, H, W), got {tuple(pred.shape)}")
@@ -95,10 +100,11 @@ class LeadSSIM(Metric):
             per_frame = structural_similarity_index_measure(
                 pred[:, k], filled[:, k], data_range=self.data_range, reduction="none"
             )
+            assert isinstance(per_frame, Tensor)  # no full image requested: a (B,) tensor
             self.total[k] += per_frame.double().sum()
             self.frames[k] += per_frame.numel()
 
-    def compute(self) -> dict[str, Tensor]:  # type: ignore[override]
+    def compute(self) -> dict[str, Tensor]:
         """``ssim`` (mean over leads) and ``ssim_lead{k}``."""
         per_lead = (self.total / self.frames.clamp(min=1)).float()
         out = {f"ssim_lead{k + 1}": per_lead[k] for k in range(self.horizon)}
@@ -132,7 +138,7 @@ def lead_time_metrics(
         scale: per-channel factor to physical units (the fitted normaliser's scale).
         names: channel names (physical metrics per channel when there are several).
     """
-    metrics: dict[str, Metric] = {
+    metrics: dict[str, Metric | MetricCollection] = {
         "errors": LeadErrors(
             horizon, channels, 2 if gridded else -1, lat_weights if gridded else None, scale,
             names, data_range if gridded else None,

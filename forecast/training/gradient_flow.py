@@ -40,11 +40,11 @@ def probing(stack: nn.Module | None) -> Iterator[list[Tensor]]:
     if stack is None:
         yield states
         return
-    stack.probe = states
+    setattr(stack, "probe", states)  # noqa: B010 (a plain attribute, not a submodule)
     try:
         yield states
     finally:
-        stack.probe = None
+        setattr(stack, "probe", None)  # noqa: B010
 
 
 def gradient_flow(

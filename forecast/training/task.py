@@ -124,7 +124,9 @@ class ForecastTask(L.LightningModule):
         return self.net(x, **extras)
 
     def _extras(self, batch: dict[str, Tensor], train: bool) -> dict[str, Any]:
-        extras = {k: batch[k] for k in BATCH_EXTRAS if k in batch and k in self._net_args}
+        extras: dict[str, Any] = {
+            k: batch[k] for k in BATCH_EXTRAS if k in batch and k in self._net_args
+        }
         if train and self.teacher_forcing is not None:
             ratio = float(self.teacher_forcing(self.global_step))
             y = batch["y"]
@@ -179,7 +181,9 @@ class ForecastTask(L.LightningModule):
             return
         if self.clip_val:
             self.clip_gradients(
-                opt, gradient_clip_val=self.clip_val, gradient_clip_algorithm=self.clip_algorithm
+                opt.optimizer,  # the wrapped torch optimiser, as the signature asks
+                gradient_clip_val=self.clip_val,
+                gradient_clip_algorithm=self.clip_algorithm,
             )
         opt.step()
 
@@ -260,7 +264,8 @@ class ForecastTask(L.LightningModule):
         view = self._metric_view(pred.detach()).float()
         last = self._persistence(x, y)
         ref = None if last is None else last.float()
-        self.metrics[stage].update(pred=view, target=y.float(), mask=mask, ref=ref)
+        metrics: Any = self.metrics[stage]  # a MetricCollection (ModuleDict items are Modules)
+        metrics.update(pred=view, target=y.float(), mask=mask, ref=ref)
 
     def _persistence(self, x: Tensor, y: Tensor) -> Tensor | None:
         """The persistence forecast of the targets, or None when the inputs do not hold them."""
@@ -282,8 +287,9 @@ class ForecastTask(L.LightningModule):
     def _log_epoch(self, stage: str) -> None:
         if self.classify:
             return
-        values = self.metrics[stage].compute()
-        self.metrics[stage].reset()
+        collection: Any = self.metrics[stage]
+        values = collection.compute()
+        collection.reset()
         per_lead = stage == "test"  # validation logs split-pooled values only
         metrics = {k: v for k, v in values.items() if per_lead or "_lead" not in k}
         rmse = metrics.pop(f"{stage}/rmse")
