@@ -43,9 +43,24 @@ class ShuffleState(L.Callback):
         """Keep the state until the loader exists (it is built after the restore)."""
         self._pending = checkpoint.get(KEY)
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Apply a restored state before the epoch's first batch is drawn."""
-        gen = _generator(trainer)
-        if self._pending is not None and gen is not None:
-            gen.set_state(self._pending)
-        self._pending = None
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Hand a restored state to the training loader as soon as it is built.
+
+        Lightning builds the loader and draws the first batch in one step after every hook of
+        a resumed fit has run, so the state is applied inside the loader hook itself.
+        """
+        if self._pending is None:
+            return
+        owner: Any = trainer.datamodule if trainer.datamodule is not None else pl_module
+        build = owner.train_dataloader
+
+        def restored() -> Any:
+            loader = build()
+            gen = getattr(getattr(loader, "sampler", None), "generator", None)
+            if isinstance(gen, torch.Generator) and self._pending is not None:
+                gen.set_state(self._pending)
+            self._pending = None
+            owner.train_dataloader = build  # once: later reloads start as they always do
+            return loader
+
+        owner.train_dataloader = restored
