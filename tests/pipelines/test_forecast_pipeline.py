@@ -18,7 +18,7 @@ from forecast.serving.server import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ["data.source.n_times=240", "data.source.n_lat=16", "data.source.n_lon=16"]
-TRAIN = ["trainer=smoke", *DATA, "model.net.hidden_channels=[8]"]
+TRAIN = ["trainer=smoke", *DATA, "model.net.hidden_channels=[8]", "registry.min_skill=null"]
 
 
 def run(module: str, root: Path, *overrides: str, uri: str | None = None):

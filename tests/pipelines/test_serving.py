@@ -23,6 +23,7 @@ from forecast.serving.server import free_port, start_server, stop_server, wait_r
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = [
     "trainer=smoke",
+    "registry.min_skill=null",  # a smoke model need not beat persistence to be served
     "data.source.n_times=240",
     "data.source.n_lat=16",
     "data.source.n_lon=16",
