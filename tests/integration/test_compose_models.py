@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytorch_lightning as L
 import pytest
+import pytorch_lightning as L
 import torch
 from conftest import CONF, compose_train
 from hydra.utils import instantiate
