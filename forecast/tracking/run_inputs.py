@@ -54,7 +54,7 @@ def log_data_input(client: MlflowClient, run_id: str, dm: Any, name: str) -> Non
     The digest is the same fingerprint the scheduled cycle compares to decide "new data", so the
     run page's Datasets panel and the cycle agree on which data version a model saw.
     """
-    ds = getattr(dm, "dataset", None)  # None: a module of generated sequences, no store
+    ds: Any = getattr(dm, "dataset", None)  # None: a module of generated sequences, no store
     names = [v for v in dm.variables if ds is not None and v in ds]
     schema = {v: {"dims": list(ds[v].dims), "dtype": str(ds[v].dtype)} for v in names}
     bounds = {k: list(v) for k, v in dm.bounds().items()}

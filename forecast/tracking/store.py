@@ -71,8 +71,9 @@ def ensure_store(
     try:
         with FileLock(f"{path}.lock", timeout=wait_s):
             fresh = not path.exists() or path.stat().st_size == 0
-            SqlAlchemyStore(tracking_uri, root)  # creates the tables and runs every migration
-            RegistryStore(tracking_uri)
+            # creates the tables and runs every migration
+            SqlAlchemyStore(tracking_uri, root)  # type: ignore[no-untyped-call]
+            RegistryStore(tracking_uri)  # type: ignore[no-untyped-call]
             if fresh:  # WAL is a property of the file: readers stop blocking the writer
                 with sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000) as conn:
                     conn.execute("PRAGMA journal_mode = WAL")

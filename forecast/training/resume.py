@@ -51,7 +51,7 @@ class ShuffleState(L.Callback):
         """
         if self._pending is None:
             return
-        owner: Any = trainer.datamodule if trainer.datamodule is not None else pl_module
+        owner: Any = getattr(trainer, "datamodule", None) or pl_module
         build = owner.train_dataloader
 
         def restored() -> Any:
