@@ -174,8 +174,8 @@ class SweepCallback(Callback):
         if info.get("tracking_uri"):
             _close_parent(info, sweep_dir, best, status)
         print(f"sweep {info['sweep_id']}: {len(rows)} jobs, summary {sweep_dir / SUMMARY_MD}")
-        if cmd:
-            print(f"best ({best['score']:.6g}): {cmd}")
+        if best is not None and cmd:
+            print(f"best ({best['score']:.6g}): {cmd}", flush=True)
 
 
 def _start_parent(

@@ -141,11 +141,12 @@ def test_parallel_grid_is_one_tracked_sweep_that_never_registers(tmp_path):
     assert summary["command"] in proc.stdout
     assert client.search_model_versions("name='forecast-synthetic'") == []  # champion untouched
 
-    promote = _run(["-m", "pipelines.promote", f"sweep_id={sweep_id}"], tmp_path)
+    data = [o for o in TINY if o.startswith("data.source.")]  # the store the sweep trained on
+    promote = _run(["-m", "pipelines.promote", f"sweep_id={sweep_id}", *data], tmp_path)
     assert promote.returncode == 0, promote.stderr[-3000:]
     versions = client.search_model_versions("name='forecast-synthetic'")
     assert [v.run_id for v in versions] == [summary["best"]["run_id"]]
-    assert client.get_model_version_by_alias("forecast-synthetic", "champion").version == "1"
+    assert str(client.get_model_version_by_alias("forecast-synthetic", "champion").version) == "1"
 
 
 @pytest.mark.slow
