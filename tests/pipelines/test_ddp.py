@@ -91,7 +91,7 @@ def test_two_process_ddp_follows_one_process_at_the_same_global_batch(tmp_path):
     (tmp_path / "two").mkdir()
     w1, h1 = _train(tmp_path / "one", *common, "trainer.devices=1", "data.batch_size=8")
     w2, h2 = _train(tmp_path / "two", *common, "trainer.devices=2", "data.batch_size=4")
-    assert len(h1) == len(h2) == 3
+    assert len(h1) == len(h2) >= 3  # one per epoch, then the best checkpoint validated again
     for a, b in zip(h1, h2, strict=True):
         assert abs(a - b) <= 1e-4 * abs(a), (h1, h2)
     assert w1.keys() == w2.keys()
