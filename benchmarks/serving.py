@@ -39,9 +39,9 @@ from torch import nn
 
 from forecast.data.normalize import Normalizer
 from forecast.data.spec import DataSpec
+from forecast.serving.packaging import log_forecast_model
 from forecast.serving.pyfunc import model_metadata
 from forecast.serving.server import free_port, start_server, stop_server, wait_ready
-from forecast.serving.packaging import log_forecast_model
 from forecast.tracking.registry import client_for, register
 
 SENSOR = {

@@ -15,8 +15,8 @@ import json
 import os
 from pathlib import Path
 
-import pytorch_lightning as L
 import numpy as np
+import pytorch_lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -206,6 +206,7 @@ class MovingMNISTDataModule(L.LightningDataModule):
         self.pin_memory, self.seed = bool(pin_memory), int(seed)
         # pixels are already in [0, 1]: the identity scaling keeps serving's contract
         self.normalizer = Normalizer(("pixel",), (0.0,), (1.0,), "minmax")
+        self.variables = ["pixel"]
         self.datasets: dict[str, MovingMNISTSequences] = {}
 
     def describe(self) -> DataSpec:

@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-import pytorch_lightning as L
 import numpy as np
+import pytorch_lightning as L
 import torch
 import xarray as xr
 from torch.utils.data import DataLoader, Dataset

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from forecast.errors import ForecastError
 from forecast.runs.cycle_state import CycleState, load_state, save_state
 from forecast.runs.forecast import forecast
-from forecast.runs.promote import data_arrays, promote_version
+from forecast.runs.promote import data_arrays, promote_version, sequence_origins
 from forecast.runs.train import train
 from forecast.tracking.mlflow import absolute_tracking_uri
 from forecast.tracking.registry import alias_version, client_for
@@ -191,6 +191,7 @@ def _promote(cfg: DictConfig, uri: str, dm: object, state: CycleState) -> str:
         alias=str(r.alias),
         truth=truth,
         force=bool(r.get("force", False)),
+        origins=sequence_origins(dm),
     )
     verdict = "promoted" if d.promoted else "kept"
     return f"{verdict} v{d.candidate_version}: {d.reason}"

@@ -16,6 +16,7 @@ import xarray as xr
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from forecast.data.protocols import is_series
 from forecast.errors import DataError, StorageError
 from forecast.tracking.mlflow import absolute_tracking_uri, check_reachable
 from forecast.tracking.registry import client_for, load_version, resolve
@@ -170,6 +171,12 @@ def forecast(cfg: DictConfig) -> Path:
     model = load_version(uri, str(cfg.model_name), str(mv.version))
     meta = model.unwrap_python_model().metadata
     dm = instantiate(cfg.data)
+    if not is_series(dm):
+        raise DataError(
+            f"data: {type(dm).__name__} holds independent sequences, not one series with a "
+            "latest time, so there is no latest window to forecast from; serve the model "
+            "(python -m pipelines.serve) and send it the context frames instead"
+        )
     grid = meta.get("grid") is not None
     variables = list(meta["variables"])
     window, x = latest_raw(dm, variables, int(meta["context"]), grid)

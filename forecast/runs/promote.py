@@ -11,6 +11,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from omegaconf import DictConfig
 
+from forecast.data.protocols import is_series
 from forecast.errors import DataError, ForecastError
 from forecast.runs.backtest import backtest, rolling_origins
 from forecast.tracking.mlflow import absolute_tracking_uri, check_reachable
@@ -106,8 +107,40 @@ def score(
     return result.score
 
 
+# held-out sequences scored when the data are independent sequences (Moving MNIST)
+MAX_SEQUENCES = 64
+
+
+def sequence_values(dm: Any) -> np.ndarray:
+    """Held-out sequences of a non-series module laid end to end: ``(n * L, C, H, W)``.
+
+    Each sequence is ``context + horizon`` frames long; :func:`sequence_origins` puts one origin
+    after each sequence's context, so no window reaches across two sequences.
+    """
+    dm.setup("test")
+    test = dm.datasets["test"]
+    items = [test[i] for i in range(min(len(test), MAX_SEQUENCES))]
+    frames = [np.concatenate([it["x"].numpy(), it["y"].numpy()]) for it in items]
+    return dm.normalizer.inverse(np.concatenate(frames), axis=1).astype(np.float32)
+
+
+def sequence_origins(dm: Any) -> np.ndarray | None:
+    """One backtest origin per held-out sequence, or None for a series (rolling origins)."""
+    if is_series(dm):
+        return None
+    length = dm.context + dm.horizon
+    n = min(len(dm.datasets["test"]), MAX_SEQUENCES)
+    return np.arange(n, dtype=np.int64) * length + dm.context
+
+
 def data_arrays(dm: Any) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Inputs, targets (None when the same variables) and variable axis of a data module."""
+    """Inputs, targets (None when the same variables) and variable axis of a data module.
+
+    A module of independent sequences gives its held-out sequences end to end (see
+    :func:`sequence_values`); score them at :func:`sequence_origins`.
+    """
+    if not is_series(dm):
+        return sequence_values(dm), None, 1
     values, axis = raw_values(dm)
     targets = list(getattr(dm, "targets", None) or dm.variables)
     truth = None if targets == list(dm.variables) else raw_values(dm, targets)[0]
@@ -126,6 +159,7 @@ def promote_version(
     alias: str = CHAMPION,
     truth: np.ndarray | None = None,
     force: bool = False,
+    origins: np.ndarray | None = None,
 ) -> Decision:
     """Compare version ``version`` with the ``alias`` holder on one backtest; move the alias if won.
 
@@ -145,6 +179,8 @@ def promote_version(
         truth: raw target values when the targets differ from the inputs.
         force: promote over a champion of another data/task or one that cannot be evaluated
             (never over one that scores better).
+        origins: the forecast origins (default: ``n_origins`` rolling origins over
+            ``held_out``; see :func:`sequence_origins` for independent sequences).
 
     Returns:
         The :class:`Decision`, also logged as version tags and as the candidate run's metrics.
@@ -161,7 +197,8 @@ def promote_version(
     contexts = [int(meta["context"])]
     if champion is not None:
         contexts.append(int(champion.unwrap_python_model().metadata["context"]))
-    origins = rolling_origins(held_out, max(contexts), horizon, n_origins)
+    if origins is None:
+        origins = rolling_origins(held_out, max(contexts), horizon, n_origins)
     cand_score = score(candidate, values, origins, horizon, channel_axis, truth)
     champ_score: float | None = None
     if current is None:
@@ -270,6 +307,7 @@ def promote(cfg: DictConfig) -> Decision:
         alias=r.alias,
         truth=truth,
         force=bool(cfg.get("force", False)),
+        origins=sequence_origins(dm),
     )
 
 

@@ -23,7 +23,7 @@ from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
 from forecast.evaluation.errors import latitude_weights
 from forecast.runs.forecast import latest_raw
-from forecast.runs.promote import data_arrays, promote_version
+from forecast.runs.promote import data_arrays, promote_version, sequence_origins
 from forecast.runs.sweep import sweep_job
 from forecast.runs.validate import validate
 from forecast.serving.packaging import log_forecast_model
@@ -155,7 +155,8 @@ def train(cfg: DictConfig) -> TrainResult:
     task = instantiate(cfg.model, net=net, **_metric_options(dm, spec))
 
     logger = _logger(cfg)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    # `callbacks.NAME=null` switches one off
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     options = trainer_options(OmegaConf.to_container(cfg.trainer, resolve=True), task)  # type: ignore[arg-type]
     trainer: L.Trainer = instantiate(options, callbacks=callbacks, logger=logger or False)
     if logger is not None and trainer.is_global_zero:
@@ -278,6 +279,7 @@ def _log_model(
         alias=str(reg.alias),
         truth=truth,
         force=bool(reg.get("force", False)),
+        origins=sequence_origins(dm),
     )
     verdict = "promoted to" if decision.promoted else "not promoted to"
     return model_uri, str(version.version), f"{verdict} '{reg.alias}': {decision.reason}"

@@ -33,6 +33,7 @@ DATA = {
     "sensor_rnn": ("synthetic_sensors", SENSOR_GRID),
     "sensor_cnn_rnn": ("synthetic_sensors", SENSOR_GRID),
     "hybrid": ("synthetic_paired", SENSOR_GRID),
+    "channel_independent": ("synthetic_sensors", SENSOR_GRID),
 }
 SMALL_NETS = {
     "climatology": [],  # no parameters: fitted on the training split by build_net
@@ -40,6 +41,10 @@ SMALL_NETS = {
     "seg_rnn": ["model.net.hidden_size=8"],
     "step_rnn": ["model.net.hidden_size=8"],
     "step_rnn_sampling": ["model.net.hidden_size=8"],
+    "channel_independent": [
+        "model.net.net.backbone.hidden_size=8",
+        "model.net.net.backbone.num_layers=1",
+    ],
 }
 SENSOR_SMALL = ["model.net.backbone.hidden_size=8", "model.net.backbone.num_layers=1"]
 

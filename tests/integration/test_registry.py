@@ -15,8 +15,8 @@ from forecast.data.spec import DataSpec
 from forecast.errors import ForecastError
 from forecast.models.conv_lstm import ConvLSTMForecaster
 from forecast.runs.promote import promote_version
-from forecast.serving.pyfunc import model_metadata
 from forecast.serving.packaging import log_forecast_model
+from forecast.serving.pyfunc import model_metadata
 from forecast.tracking.registry import client_for, load_version, register_if_finite
 
 CTX, H, GRID, NAME = 4, 2, (4, 4), "forecast-test"
@@ -136,6 +136,8 @@ def test_server_preflight_names_what_is_wrong(store):
 def test_server_cli_refuses_a_missing_alias_and_a_bad_cap_in_one_line(store, monkeypatch, capsys):
     from pipelines.serve import main
 
+    log_and_register(store, net_with_bias(0.0))  # the model exists, whatever ran before
+    capsys.readouterr()  # drop what registering printed
     monkeypatch.setenv("MLFLOW_TRACKING_URI", store[0])
     with pytest.raises(SystemExit) as e:
         main([f"models:/{NAME}@gone", "--port", "1"])

@@ -25,7 +25,6 @@ TINY = [
     "trainer=smoke",
     "trainer.max_epochs=2",
     "trainer.limit_train_batches=6",
-    "~callbacks.gradient_flow",
     "registry.n_origins=4",
 ]
 
@@ -151,7 +150,5 @@ def test_a_cycle_killed_in_training_resumes_to_the_uninterrupted_metrics(tmp_pat
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert state(killed)["step"] is None
     assert _test_rmse(killed) == pytest.approx(_test_rmse(whole), rel=1e-6)
-    runs = client(killed).search_runs(
-        [client(killed).get_experiment_by_name(NAME).experiment_id]
-    )
+    runs = client(killed).search_runs([client(killed).get_experiment_by_name(NAME).experiment_id])
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]  # the killed one, marked
