@@ -202,9 +202,10 @@ class WindowDataModule(L.LightningDataModule):
         """
         if self.normalizer is None:
             raise RuntimeError("call setup() before target_series(): it fits the normaliser")
-        if getattr(self, "patch", None):
+        patch = getattr(self, "patch", None)
+        if patch:
             raise DataError(
-                f"target series: samples are {self.patch} patches but the series is the whole "
+                f"target series: samples are {patch} patches but the series is the whole "
                 "grid; train this baseline without `patch`"
             )
         ds, targets, axis = self._target_view()

@@ -177,7 +177,7 @@ class ChunkedArray:
                     f"({self.chunks} x {self.disk_dtype})"
                 )
             f.seek(rows.start * (self.chunk_nbytes // self.chunks[0]))
-            f.readinto(memoryview(target).cast("B"))
+            f.readinto(memoryview(target).cast("B"))  # type: ignore[arg-type]
 
     def _contiguous(self, inner: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
         """Whether the chunk part ``inner`` is whole rows of the chunk and of the output."""

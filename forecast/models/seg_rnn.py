@@ -39,6 +39,8 @@ class SegRNN(nn.Module):
         targets: target names (must be inputs: the net forecasts its own series).
     """
 
+    target_index: Tensor  # a buffer, declared for the type checker
+
     def __init__(
         self,
         in_channels: int,

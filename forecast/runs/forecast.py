@@ -186,7 +186,7 @@ def forecast(cfg: DictConfig) -> Path:
             f"the latest context window ({window['time'].values[0]} .. "
             f"{window['time'].values[-1]}) has no observed value"
         )
-    y = model.predict(x[None], params={"allow_missing": True})[0]  # gaps filled as in training
+    y = np.asarray(model.predict(x[None], params={"allow_missing": True}))[0]  # gaps filled
     targets = list(meta.get("targets") or variables)
     out = forecast_dataset(y, window, targets, grid, f"models:/{cfg.model_name}@{cfg.alias}")
     out.attrs["missing_inputs"] = missing

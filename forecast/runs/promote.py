@@ -229,7 +229,7 @@ def _contest(
     evaluate: Any,
 ) -> tuple[bool, str, float | None]:
     """``(promoted, reason, champion score)`` of a candidate against a sitting champion."""
-    diffs = task_differences(meta, champion.unwrap_python_model().metadata)  # type: ignore[no-untyped-call]
+    diffs = task_differences(meta, champion.unwrap_python_model().metadata)
     override = "; forced (force=true)" if force else "; force=true overrides"
     if diffs and not force:
         return (

@@ -16,6 +16,7 @@ import pytorch_lightning as L
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -110,7 +111,7 @@ def _metric_options(dm: Any, spec: DataSpec) -> dict[str, Any]:
 
 def _logger(cfg: DictConfig) -> MLFlowLogger | None:
     # only rank 0 tracks: the other processes of a multi-process run never open the store
-    if not cfg.get("logger") or rank_zero_only.rank != 0:
+    if not cfg.get("logger") or rank_zero_only.rank != 0:  # type: ignore[attr-defined]
         return None
     logger_cfg = OmegaConf.to_container(cfg.logger, resolve=True)
     assert isinstance(logger_cfg, dict)
@@ -169,18 +170,20 @@ def train(cfg: DictConfig) -> TrainResult:
         logger.experiment.set_tag(logger.run_id, "data_fingerprint", params["data.fingerprint"])
         for key, value in owner_tags().items():  # a later job marks this run FAILED if we die
             logger.experiment.set_tag(logger.run_id, key, value)
-        log_invocation(logger.experiment, logger.run_id, sys.argv)
-        log_data_input(logger.experiment, logger.run_id, dm, str(cfg.get("preset", "data")))
+        log_invocation(logger.experiment, str(logger.run_id), sys.argv)
+        log_data_input(logger.experiment, str(logger.run_id), dm, str(cfg.get("preset", "data")))
 
     init = cfg.get("init_weights")  # fine-tuning starts from another run's checkpoint
     if init and not cfg.get("ckpt_path"):
         task.load_state_dict(_best_state(str(init)) or {})
     trainer.fit(task, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
-    ckpt = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
+    saver = trainer.checkpoint_callback
+    saver = saver if isinstance(saver, ModelCheckpoint) else None
+    ckpt = saver.best_model_path if saver else None
     state = _best_state(ckpt)
     if state is not None:
         task.load_state_dict(state)
-    best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    best = saver.best_model_score if saver else None
     val_score = best if best is not None else trainer.callback_metrics.get(cfg.monitor)
     tested = trainer.test(task, datamodule=dm, verbose=False)[0]
     metrics = {k: float(v) for k, v in tested.items()}
@@ -235,7 +238,7 @@ def _log_model(
     assert isinstance(net_cfg, dict)
     target = str(net_cfg.pop("_target_"))
     net_cfg.pop("_partial_", None)
-    reg = cfg.get("registry") or {}
+    reg: Any = cfg.get("registry") or {}
     if why:  # tracked, but no pyfunc: a request could not carry what the net reads
         client.set_tag(run_id, "serving/skipped", why)
         return None, None, None
@@ -249,7 +252,14 @@ def _log_model(
     norm = getattr(dm, "input_normalizer", None) or dm.normalizer
     example = _raw_example(dm, norm, meta)
     model_uri, model_id = log_forecast_model(
-        uri, run_id, net, target, {**net_cfg, **spec_kwargs}, norm, meta, example
+        uri,
+        run_id,
+        net,
+        target,
+        {**{str(k): v for k, v in net_cfg.items()}, **spec_kwargs},
+        norm,
+        meta,
+        example,
     )
     if sweep_job() is not None:  # sweeps never move champion: `pipelines.promote sweep_id=...`
         client.set_tag(run_id, "registry/skipped", "sweep job")

@@ -72,8 +72,8 @@ def ensure_store(
         with FileLock(f"{path}.lock", timeout=wait_s):
             fresh = not path.exists() or path.stat().st_size == 0
             # creates the tables and runs every migration
-            SqlAlchemyStore(tracking_uri, root)  # type: ignore[no-untyped-call]
-            RegistryStore(tracking_uri)  # type: ignore[no-untyped-call]
+            SqlAlchemyStore(tracking_uri, root)
+            RegistryStore(tracking_uri)
             if fresh:  # WAL is a property of the file: readers stop blocking the writer
                 with sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000) as conn:
                     conn.execute("PRAGMA journal_mode = WAL")
