@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from forecast.errors import ForecastError
 from forecast.runs.cycle_state import CycleState, load_state, save_state
 from forecast.runs.forecast import forecast
-from forecast.runs.promote import data_arrays, promote_version, sequence_origins
+from forecast.runs.promote import promote_on_data
 from forecast.runs.train import train
 from forecast.tracking.mlflow import absolute_tracking_uri
 from forecast.tracking.registry import alias_version, client_for
@@ -178,20 +178,8 @@ def _promote(cfg: DictConfig, uri: str, dm: object, state: CycleState) -> str:
         tags = client_for(uri).get_run(str(state.run_id)).data.tags
         return f"candidate not registered ({tags.get('registry/skipped', 'see the run')})"
     r = cfg.registry
-    values, truth, axis = data_arrays(dm)
-    d = promote_version(
-        uri,
-        str(cfg.model_name),
-        state.candidate,
-        values,
-        dm.bounds()["test"],  # type: ignore[attr-defined]
-        axis,
-        n_origins=int(r.n_origins),
-        margin=float(r.margin),
-        alias=str(r.alias),
-        truth=truth,
-        force=bool(r.get("force", False)),
-        origins=sequence_origins(dm),
+    d = promote_on_data(
+        uri, str(cfg.model_name), state.candidate, dm, r, bool(r.get("force", False))
     )
     verdict = "promoted" if d.promoted else "kept"
     return f"{verdict} v{d.candidate_version}: {d.reason}"

@@ -218,6 +218,31 @@ def promote_version(
     return decision
 
 
+def promote_on_data(
+    tracking_uri: str, name: str, version: str, dm: Any, registry: Any, force: bool = False
+) -> Decision:
+    """:func:`promote_version` on a data module's held-out range, with the registry settings.
+
+    The one place the train job, the cycle and the promote job turn a data module and
+    ``conf/registry`` into a backtest (rolling origins, or one per sequence for Moving MNIST).
+    """
+    values, truth, axis = data_arrays(dm)
+    return promote_version(
+        tracking_uri,
+        name,
+        version,
+        values,
+        dm.bounds()["test"],
+        axis,
+        n_origins=int(registry.n_origins),
+        margin=float(registry.margin),
+        alias=str(registry.alias),
+        truth=truth,
+        force=force,
+        origins=sequence_origins(dm),
+    )
+
+
 def _contest(
     meta: dict[str, Any],
     champion: PyFuncModel,
@@ -283,7 +308,6 @@ def promote(cfg: DictConfig) -> Decision:
     uri = absolute_tracking_uri(str(cfg.tracking_uri))
     check_reachable(uri)
     dm = instantiate(cfg.data)
-    values, truth, axis = data_arrays(dm)
     client = client_for(uri)
     version = cfg.get("version")
     if version is None:
@@ -294,20 +318,8 @@ def promote(cfg: DictConfig) -> Decision:
         if not versions:
             raise ForecastError(f"registered model '{cfg.model_name}' has no versions in {uri}")
         version = max(int(v.version) for v in versions)
-    r = cfg.registry
-    return promote_version(
-        uri,
-        cfg.model_name,
-        str(version),
-        values,
-        dm.bounds()["test"],
-        axis,
-        n_origins=r.n_origins,
-        margin=r.margin,
-        alias=r.alias,
-        truth=truth,
-        force=bool(cfg.get("force", False)),
-        origins=sequence_origins(dm),
+    return promote_on_data(
+        uri, str(cfg.model_name), str(version), dm, cfg.registry, bool(cfg.get("force", False))
     )
 
 

@@ -24,7 +24,7 @@ from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
 from forecast.evaluation.errors import latitude_weights
 from forecast.runs.forecast import latest_raw
-from forecast.runs.promote import data_arrays, promote_version, sequence_origins
+from forecast.runs.promote import promote_on_data
 from forecast.runs.sweep import sweep_job
 from forecast.runs.validate import validate
 from forecast.serving.packaging import log_forecast_model
@@ -276,20 +276,8 @@ def _log_model(
     )  # fmt: skip
     if version is None or not reg.get("promote", False):
         return model_uri, None if version is None else str(version.version), None
-    values, truth, axis = data_arrays(dm)
-    decision = promote_version(
-        uri,
-        cfg.model_name,
-        str(version.version),
-        values,
-        dm.bounds()["test"],
-        axis,
-        n_origins=int(reg.n_origins),
-        margin=float(reg.margin),
-        alias=str(reg.alias),
-        truth=truth,
-        force=bool(reg.get("force", False)),
-        origins=sequence_origins(dm),
+    decision = promote_on_data(
+        uri, str(cfg.model_name), str(version.version), dm, reg, bool(reg.get("force", False))
     )
     verdict = "promoted to" if decision.promoted else "not promoted to"
     return model_uri, str(version.version), f"{verdict} '{reg.alias}': {decision.reason}"
