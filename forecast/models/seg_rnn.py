@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from forecast.models.cells.checks import check_choice, check_positive
 
@@ -114,24 +115,42 @@ class SegRNN(nn.Module):
         z = (z - shift) / scale
         seg = self.embed(z.unflatten(1, (-1, self.segment)))  # (B*N, T/w, d)
         _, state = self.rnn(seg)
-        m = self.n_out
-        query = torch.cat(
-            [
-                self.pos[None].expand(self.series, -1, -1),  # (N, m, d/2)
-                self.chan[:, None].expand(-1, m, -1),  # (N, m, d/2)
-            ],
-            dim=-1,
-        ).repeat(b, 1, 1)  # (B*N, m, d)
-        query = query.reshape(b * self.series * m, 1, -1)
-        if isinstance(state, tuple):  # LSTM: (h, c), each (1, B*N, d)
-            state = tuple(s.repeat_interleave(m, dim=1) for s in state)
-        else:
-            state = state.repeat_interleave(m, dim=1)  # (1, B*N*m, d)
-        out, _ = self.rnn(query, state)  # (B*N*m, 1, d)
-        y = self.proj(out[:, 0]).reshape(b * self.series, m * self.segment)[:, : self.horizon]
+        out = self._decode(state, b)  # (B, N, m, d)
+        y = self.proj(out).reshape(b * self.series, self.n_out * self.segment)[:, : self.horizon]
         y = y * scale + shift
         y = y.reshape(b, self.series, self.horizon).transpose(1, 2)
         y = y.unflatten(2, self.step_shape)  # (B, horizon, *rest)
         if self.target_index.numel():
             y = y.index_select(-1, self.target_index)
         return y
+
+    def _decode(self, state: Tensor | tuple[Tensor, Tensor], b: int) -> Tensor:
+        """One recurrent step per output segment from the encoder's final state -> (B, N, m, d).
+
+        The same as running ``self.rnn`` for one step on B x N x m queries with the state
+        repeated m times, without the repeats: the state's gate term W_hh h is computed once per
+        series and the queries' W_ih q once per (series, segment), then broadcast, so the cost
+        of the m decoder steps no longer grows as B x N x m matrix products (x8 at horizon 720).
+        """
+        query = torch.cat(
+            [
+                self.pos[None].expand(self.series, -1, -1),  # (N, m, d/2)
+                self.chan[:, None].expand(-1, self.n_out, -1),  # (N, m, d/2)
+            ],
+            dim=-1,
+        )  # (N, m, d)
+        weight = self.rnn.get_parameter  # the layer's own weights (k = 3 GRU or 4 LSTM gates)
+        gx = F.linear(query, weight("weight_ih_l0"), weight("bias_ih_l0"))[None]  # (1, N, m, k*d)
+        h = state[0] if isinstance(state, tuple) else state  # (1, B*N, d)
+        h = h[0].reshape(b, self.series, 1, -1)  # (B, N, 1, d)
+        gh = F.linear(h, weight("weight_hh_l0"), weight("bias_hh_l0"))  # (B, N, 1, k*d)
+        if isinstance(state, tuple):  # LSTM gates i, f, g, o
+            c = state[1][0].reshape(b, self.series, 1, -1)
+            i, f, g, o = (gx + gh).chunk(4, dim=-1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            return torch.sigmoid(o) * torch.tanh(c)
+        xr, xz, xn = gx.chunk(3, dim=-1)  # GRU gates r, z, n
+        hr, hz, hn = gh.chunk(3, dim=-1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        return n + z * (h - n)  # (1 - z) n + z h

@@ -42,3 +42,24 @@ def test_bad_sizes_are_refused():
         make()(torch.randn(2, 10, 3, 2))
     with pytest.raises(ValueError, match="must be"):
         make(variables=("a", "b"), targets=("c",))
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_decoder_equals_one_rnn_step_per_query_from_the_repeated_state(cell):
+    m = make(cell=cell, horizon=10).eval()  # m = 3 output segments
+    b, n, steps = 2, m.series, m.n_out
+    seg = m.embed(torch.randn(b * n, 3, m.segment))
+    with torch.no_grad():
+        _, state = m.rnn(seg)
+        query = torch.cat(
+            [m.pos[None].expand(n, -1, -1), m.chan[:, None].expand(-1, steps, -1)], dim=-1
+        ).repeat(b, 1, 1)
+        query = query.reshape(b * n * steps, 1, -1)
+        if isinstance(state, tuple):
+            repeated = tuple(s.repeat_interleave(steps, dim=1) for s in state)
+        else:
+            repeated = state.repeat_interleave(steps, dim=1)
+        expected, _ = m.rnn(query, repeated)  # the plain form: B*N*m one-step sequences
+        got = m._decode(state, b)
+    assert got.shape == (b, n, steps, 8)
+    assert torch.allclose(got.reshape(b * n * steps, -1), expected[:, 0], atol=1e-6)
