@@ -1,6 +1,7 @@
 """Batch forecasting: the champion reads the latest context window, writes a CF forecast file.
 
-The file is NetCDF (or Zarr), written atomically (temporary sibling, then rename).
+The window and the CF wrapping come from :mod:`forecast.data.offline`; the file is NetCDF (or
+Zarr), written atomically (temporary sibling, then rename).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,89 +16,10 @@ import xarray as xr
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from forecast.data.protocols import is_series
+from forecast.data.offline import forecast_dataset, latest_window
 from forecast.errors import DataError, StorageError
 from forecast.tracking.mlflow import absolute_tracking_uri, check_reachable
 from forecast.tracking.registry import client_for, load_version, resolve
-
-
-def latest_window(ds: xr.Dataset, variables: list[str], context: int, grid: bool) -> xr.Dataset:
-    """The last ``context`` time steps of ``variables`` (lazy selection: reads only those)."""
-    if ds.sizes["time"] < context:
-        raise DataError(f"the store has {ds.sizes['time']} time steps, the model needs {context}")
-    absent = [v for v in variables if v not in ds.data_vars]
-    if absent:
-        raise DataError(
-            f"the store lacks the model's variables {absent} (it has "
-            f"{sorted(map(str, ds.data_vars))}); point data.source.path at a store with them"
-        )
-    window = ds[variables].isel(time=slice(-context, None))
-    return window.transpose("time", ...) if grid else window.transpose("time", "sensor")
-
-
-def to_array(window: xr.Dataset, variables: list[str], grid: bool) -> np.ndarray:
-    """Stack a window into the model's sample layout: ``(T, C, H, W)`` or ``(T, S, F)``."""
-    axis = 1 if grid else -1
-    return np.stack([window[v].values for v in variables], axis=axis).astype(np.float32)
-
-
-def latest_raw(
-    dm: Any, variables: list[str], context: int, grid: bool
-) -> tuple[xr.Dataset, np.ndarray]:
-    """The data module's last ``context`` raw steps, whole (cropped) grid, and the sample array.
-
-    Args:
-        dm: a grid or sensor data module (its ``dataset`` and, for grids, ``crop``).
-        variables: the model's input variables.
-        context: steps the model reads.
-        grid: gridded (True) or sensor (False) layout.
-
-    Returns:
-        ``(window, x)``: the window with its coords and ``x`` shaped ``(T, C, H, W)`` or
-        ``(T, S, F)``, float32, in physical units (NaN where missing).
-    """
-    ds = dm.dataset
-    if grid and getattr(dm, "crop", None):
-        ds = ds.isel({d: slice(a, b) for d, (a, b) in dm.crop.items()})
-    window = latest_window(ds, variables, context, grid)
-    return window, to_array(window, variables, grid)
-
-
-def forecast_dataset(
-    y: np.ndarray, window: xr.Dataset, targets: list[str], grid: bool, model: str
-) -> xr.Dataset:
-    """Wrap one forecast in CF coordinates.
-
-    Args:
-        y: ``(horizon, C_out, H, W)`` or ``(horizon, S, F_out)`` in physical units.
-        window: the context window the forecast was issued from (its coords are reused).
-        targets: output variable names.
-        grid: gridded (True) or sensor (False) layout.
-        model: the model reference, recorded as an attribute.
-
-    Returns:
-        Dims ``(time, lead_time, lat, lon)`` or ``(time, lead_time, sensor)``, where ``time`` is
-        the issue time (the last observed step) and ``valid_time = time + lead_time``.
-    """
-    times = pd.DatetimeIndex(window["time"].values)
-    if len(times) < 2:
-        raise DataError("cannot infer the time step from a context of one step")
-    step = times[-1] - times[-2]
-    issue = times[-1]
-    lead = pd.to_timedelta(np.arange(1, y.shape[0] + 1) * step)
-    space = [str(d) for d in window[targets[0]].dims if d != "time"] if grid else ["sensor"]
-    data = {}
-    for i, name in enumerate(targets):
-        field = y[:, i] if grid else y[..., i]
-        data[name] = (("time", "lead_time", *space), field[None], dict(window[name].attrs))
-    coords: dict[str, Any] = {d: window[d] for d in space if d in window.coords}
-    coords["time"] = ("time", [issue], {"standard_name": "forecast_reference_time"})
-    coords["lead_time"] = ("lead_time", lead, {"standard_name": "forecast_period"})
-    coords["valid_time"] = (("time", "lead_time"), (issue + lead).values[None])
-    ds = xr.Dataset(data, coords=coords)
-    ds["valid_time"].attrs["standard_name"] = "time"
-    ds.attrs.update({"Conventions": "CF-1.8", "source": model, "title": "forecast"})
-    return ds
 
 
 def remove_stale(path: Path) -> int:
@@ -171,24 +92,17 @@ def forecast(cfg: DictConfig) -> Path:
     model = load_version(uri, str(cfg.model_name), str(mv.version))
     meta = model.unwrap_python_model().metadata
     dm = instantiate(cfg.data)
-    if not is_series(dm):
-        raise DataError(
-            f"data: {type(dm).__name__} holds independent sequences, not one series with a "
-            "latest time, so there is no latest window to forecast from; serve the model "
-            "(python -m pipelines.serve) and send it the context frames instead"
-        )
-    grid = meta.get("grid") is not None
     variables = list(meta["variables"])
-    window, x = latest_raw(dm, variables, int(meta["context"]), grid)
-    missing = int(np.isnan(x).sum())
-    if missing == x.size:
+    window = latest_window(dm, variables, int(meta["context"]))  # reads only those steps
+    missing = int(np.isnan(window.x).sum())
+    if missing == window.x.size:
         raise DataError(
-            f"the latest context window ({window['time'].values[0]} .. "
-            f"{window['time'].values[-1]}) has no observed value"
+            f"the latest context window ({window.times[0]} .. {window.times[-1]}) has no "
+            "observed value"
         )
-    y = np.asarray(model.predict(x[None], params={"allow_missing": True}))[0]  # gaps filled
+    y = np.asarray(model.predict(window.x[None], params={"allow_missing": True}))[0]  # gaps filled
     targets = list(meta.get("targets") or variables)
-    out = forecast_dataset(y, window, targets, grid, f"models:/{cfg.model_name}@{cfg.alias}")
+    out = forecast_dataset(y, window, targets, f"models:/{cfg.model_name}@{cfg.alias}")
     out.attrs["missing_inputs"] = missing
     out.attrs.update(
         model_name=str(cfg.model_name),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -11,11 +13,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc import PyFuncModel
 from omegaconf import DictConfig
 
-from forecast.data.protocols import is_series
+from forecast.data.offline import Frames, held_out
 from forecast.errors import DataError, ForecastError
-from forecast.runs.backtest import backtest, rolling_origins
+from forecast.runs.backtest import backtest_model, rolling_origins
 from forecast.tracking.mlflow import absolute_tracking_uri, check_reachable
 from forecast.tracking.registry import CHAMPION, alias_version, client_for, load_version, resolve
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,13 +59,24 @@ TASK_KEYS = (
 def task_differences(candidate: dict[str, Any], champion: dict[str, Any]) -> list[str]:
     """What differs between two models' data/task metadata, in words (empty: comparable).
 
-    A key absent from both (metadata of an older version) is not a difference.
+    Only keys both sides record are compared: a key one side lacks (metadata written by an
+    older version, e.g. without ``time_step``) is unknown, not a difference
+    (see :func:`unknown_task_keys`).
     """
     return [
-        f"{k} {candidate.get(k)!r} != champion's {champion.get(k)!r}"
+        f"{k} {candidate[k]!r} != champion's {champion[k]!r}"
         for k in TASK_KEYS
-        if candidate.get(k) != champion.get(k)
+        if k in candidate and k in champion and candidate[k] != champion[k]
     ]
+
+
+def unknown_task_keys(candidate: dict[str, Any], champion: dict[str, Any]) -> list[str]:
+    """Task keys only one side records, in words: ``"time_step (not in champion's metadata)"``."""
+    out = []
+    for k in TASK_KEYS:
+        if (k in candidate) != (k in champion):
+            out.append(f"{k} (not in {'champion' if k in candidate else 'candidate'}'s metadata)")
+    return out
 
 
 def beats(candidate: float, champion: float, margin: float) -> bool:
@@ -71,95 +86,20 @@ def beats(candidate: float, champion: float, margin: float) -> bool:
     return bool(np.isfinite(candidate)) and candidate < champion * (1.0 - margin)
 
 
-def raw_values(dm: Any, variables: list[str] | None = None) -> tuple[np.ndarray, int]:
-    """The data module's raw store as ``(T, C, H, W)`` or ``(T, S, F)`` and its variable axis.
-
-    ``variables`` defaults to the module's inputs (pass its targets for the truth).
-
-    Gridded data honour the module's ``crop``; the whole time axis is read (held-out range only is
-    scored, but contexts may reach back before it).
-    """
-    ds, variables = dm.dataset, list(variables or dm.variables)
-    if dm.describe().grid is not None:
-        crop = getattr(dm, "crop", None) or {}
-        ds = ds.isel({d: slice(a, b) for d, (a, b) in crop.items()})
-        return np.stack([ds[v].values for v in variables], axis=1).astype(np.float32), 1
-    return np.stack([ds[v].values for v in variables], axis=-1).astype(np.float32), 2
-
-
-def score(
-    model: PyFuncModel,
-    values: np.ndarray,
-    origins: np.ndarray,
-    horizon: int,
-    axis: int,
-    truth: np.ndarray | None = None,
-) -> float:
-    """Backtest score of a loaded pyfunc on the given origins."""
-    ctx = int(model.unwrap_python_model().metadata["context"])
-
-    def predict(x: np.ndarray) -> np.ndarray:  # gaps are filled as in training
-        return np.asarray(model.predict(x, params={"allow_missing": True}))
-
-    result = backtest(
-        predict, values, origins, ctx, horizon, axis, truth=truth, skip_incomplete=False
-    )
-    return result.score
-
-
-# held-out sequences scored when the data are independent sequences (Moving MNIST)
-MAX_SEQUENCES = 64
-
-
-def sequence_values(dm: Any) -> np.ndarray:
-    """Held-out sequences of a non-series module laid end to end: ``(n * L, C, H, W)``.
-
-    Each sequence is ``context + horizon`` frames long; :func:`sequence_origins` puts one origin
-    after each sequence's context, so no window reaches across two sequences.
-    """
-    dm.setup("test")
-    test = dm.datasets["test"]
-    items = [test[i] for i in range(min(len(test), MAX_SEQUENCES))]
-    frames = [np.concatenate([it["x"].numpy(), it["y"].numpy()]) for it in items]
-    return dm.normalizer.inverse(np.concatenate(frames), axis=1).astype(np.float32)
-
-
-def sequence_origins(dm: Any) -> np.ndarray | None:
-    """One backtest origin per held-out sequence, or None for a series (rolling origins)."""
-    if is_series(dm):
-        return None
-    length = dm.context + dm.horizon
-    n = min(len(dm.datasets["test"]), MAX_SEQUENCES)
-    return np.arange(n, dtype=np.int64) * length + dm.context
-
-
-def data_arrays(dm: Any) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Inputs, targets (None when the same variables) and variable axis of a data module.
-
-    A module of independent sequences gives its held-out sequences end to end (see
-    :func:`sequence_values`); score them at :func:`sequence_origins`.
-    """
-    if not is_series(dm):
-        return sequence_values(dm), None, 1
-    values, axis = raw_values(dm)
-    targets = list(getattr(dm, "targets", None) or dm.variables)
-    truth = None if targets == list(dm.variables) else raw_values(dm, targets)[0]
-    return values, truth, axis
-
-
 def promote_version(
     tracking_uri: str,
     name: str,
     version: str,
-    values: np.ndarray,
+    values: Frames,
     held_out: tuple[int, int],
     channel_axis: int,
     n_origins: int = 8,
     margin: float = 0.02,
     alias: str = CHAMPION,
-    truth: np.ndarray | None = None,
+    truth: Frames | None = None,
     force: bool = False,
     origins: np.ndarray | None = None,
+    step: int = 1,
 ) -> Decision:
     """Compare version ``version`` with the ``alias`` holder on one backtest; move the alias if won.
 
@@ -170,7 +110,8 @@ def promote_version(
         tracking_uri: tracking/registry store.
         name: registered model name.
         version: candidate version.
-        values: raw data ``(T, ...)`` (see :func:`raw_values`).
+        values: raw frames ``(T, ...)``: an array, or lazy frames of a data module
+            (:func:`forecast.data.offline.held_out`), of which only the windows are read.
         held_out: the ``(start, stop)`` range the origins are drawn from.
         channel_axis: axis of ``values`` holding the variables.
         n_origins: forecast origins in the backtest.
@@ -180,7 +121,8 @@ def promote_version(
         force: promote over a champion of another data/task or one that cannot be evaluated
             (never over one that scores better).
         origins: the forecast origins (default: ``n_origins`` rolling origins over
-            ``held_out``; see :func:`sequence_origins` for independent sequences).
+            ``held_out``; one per sequence for independent sequences, see ``held_out``).
+        step: rows between consecutive steps of a window (the data module's ``step``).
 
     Returns:
         The :class:`Decision`, also logged as version tags and as the candidate run's metrics.
@@ -198,17 +140,20 @@ def promote_version(
     if champion is not None:
         contexts.append(int(champion.unwrap_python_model().metadata["context"]))
     if origins is None:
-        origins = rolling_origins(held_out, max(contexts), horizon, n_origins)
-    cand_score = score(candidate, values, origins, horizon, channel_axis, truth)
+        origins = rolling_origins(held_out, max(contexts), horizon, n_origins, step)
+
+    def score(model: PyFuncModel) -> float:
+        return backtest_model(model, values, origins, horizon, channel_axis, truth, step).score
+
+    cand_score = score(candidate)
     champ_score: float | None = None
     if current is None:
         promoted, reason = True, f"no '{alias}' yet"
     else:
         assert champion is not None
         promoted, reason, champ_score = _contest(
-            meta, champion, str(current.version), cand_score, force, margin, len(origins),
-            lambda m: score(m, values, origins, horizon, channel_axis, truth),
-        )  # fmt: skip
+            meta, champion, str(current.version), cand_score, force, margin, len(origins), score
+        )
     if promoted:
         client.set_registered_model_alias(name, alias, version)
     decision = Decision(
@@ -226,20 +171,21 @@ def promote_on_data(
     The one place the train job, the cycle and the promote job turn a data module and
     ``conf/registry`` into a backtest (rolling origins, or one per sequence for Moving MNIST).
     """
-    values, truth, axis = data_arrays(dm)
+    data = held_out(dm)  # lazy: the backtest reads only its windows
     return promote_version(
         tracking_uri,
         name,
         version,
-        values,
-        dm.bounds()["test"],
-        axis,
+        data.values,
+        data.bounds,
+        data.channel_axis,
         n_origins=int(registry.n_origins),
         margin=float(registry.margin),
         alias=str(registry.alias),
-        truth=truth,
+        truth=data.truth,
         force=force,
-        origins=sequence_origins(dm),
+        origins=data.origins,
+        step=data.step,
     )
 
 
@@ -251,10 +197,14 @@ def _contest(
     force: bool,
     margin: float,
     n_origins: int,
-    evaluate: Any,
+    evaluate: Callable[[PyFuncModel], float],
 ) -> tuple[bool, str, float | None]:
     """``(promoted, reason, champion score)`` of a candidate against a sitting champion."""
-    diffs = task_differences(meta, champion.unwrap_python_model().metadata)
+    champ_meta = champion.unwrap_python_model().metadata
+    diffs = task_differences(meta, champ_meta)
+    unknown = unknown_task_keys(meta, champ_meta)
+    if unknown:
+        log.info("promotion: task keys not compared: %s", "; ".join(unknown))
     override = "; forced (force=true)" if force else "; force=true overrides"
     if diffs and not force:
         return (
@@ -279,6 +229,8 @@ def _contest(
     )
     if diffs:
         reason += f" (data/task differs, forced: {'; '.join(diffs)})"
+    if unknown:
+        reason += f" (not compared: {'; '.join(unknown)})"
     return promoted, reason, champ_score
 
 

@@ -20,10 +20,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from forecast.data.offline import latest_window
 from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
 from forecast.evaluation.errors import latitude_weights
-from forecast.runs.forecast import latest_raw
 from forecast.runs.promote import promote_on_data
 from forecast.runs.sweep import sweep_job
 from forecast.runs.validate import validate
@@ -307,7 +307,7 @@ def _raw_example(dm: Any, norm: Any, meta: dict[str, Any]) -> np.ndarray:
     """One raw context window shaped (1, *sample_shape) (whole grid when trained on patches)."""
     inputs = norm.subset(list(meta["variables"]))
     if meta.get("patch"):  # samples are patches; the served model reads the whole grid
-        x = latest_raw(dm, list(meta["variables"]), int(meta["context"]), True)[1][None]
+        x = latest_window(dm, list(meta["variables"]), int(meta["context"])).x[None]
         mean = inputs.inverse(np.zeros_like(x), axis=int(meta["channel_axis"]))
         return np.where(np.isnan(x), mean, x).astype(np.float32)  # an example has no gaps
     x = dm.datasets["test"][0]["x"].numpy()[None]

@@ -93,3 +93,15 @@ def test_same_task_competes_on_the_backtest():
     assert _contest(dict(META), lambda m: 1.0)[0]
     kept, reason, _ = _contest(dict(META), lambda m: 0.505)
     assert not kept and "does not beat" in reason
+
+
+def test_a_key_one_side_lacks_is_not_a_difference_and_is_named():
+    older = {k: v for k, v in META.items() if k != "time_step"}  # written before time_step
+    assert task_differences(META, older) == [] and task_differences(older, META) == []
+    assert promote.unknown_task_keys(META, older) == ["time_step (not in champion's metadata)"]
+    assert promote.unknown_task_keys(older, META) == ["time_step (not in candidate's metadata)"]
+    promoted, reason, score = _contest(older, lambda m: 1.0)
+    assert promoted and score == 1.0 and "refused" not in reason
+    assert "not compared: time_step (not in champion's metadata)" in reason
+    other = {**older, "horizon": 96}  # a real difference still refuses
+    assert not _contest(other, lambda m: 1.0)[0]
