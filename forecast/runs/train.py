@@ -201,7 +201,7 @@ def train(cfg: DictConfig) -> TrainResult:
     )
     if logger is not None and trainer.is_global_zero:  # only rank 0 logs, registers, promotes
         result.run_id = logger.run_id
-        result.tracking_uri = logger._tracking_uri
+        result.tracking_uri = logger.experiment.tracking_uri
         result.model_name = str(cfg.model_name)
         result.model_uri, result.model_version, result.promotion = _log_model(
             cfg, logger, dm, net, spec, spec_kwargs, {cfg.monitor: score, **metrics}, ckpt
@@ -225,7 +225,7 @@ def _log_model(
         ``(model_uri or None when the net cannot be served, registered version or None,
         the promotion decision in words or None)``.
     """
-    uri, run_id = str(logger._tracking_uri), str(logger.run_id)
+    uri, run_id = str(logger.experiment.tracking_uri), str(logger.run_id)
     client = client_for(uri)
     log_config(client, run_id, OmegaConf.to_yaml(cfg, resolve=True))
     log_checkpoint(client, run_id, checkpoint)

@@ -1,28 +1,31 @@
-"""Run plots logged as PNG artifacts: per-lead skill curve, forecast-vs-truth frames."""
+"""Run plots (figures MLflow logs as PNG artifacts): per-lead skill curve, forecast vs truth.
+
+Each function returns the matplotlib ``Figure``; the caller logs it (``log_figure``) or saves it,
+then closes it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: runs on servers and in tests without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
-def skill_curve(metrics: Mapping[str, float], horizon: int, path: str | Path) -> Path:
+def skill_curve(metrics: Mapping[str, float], horizon: int) -> Figure:
     """Plot MSE of model and persistence and the skill per lead time.
 
     Args:
         metrics: test metrics with ``test/mse_lead{k}``, ``test/persistence_mse_lead{k}`` and
             ``test/skill_lead{k}`` for ``k = 1..horizon``.
         horizon: number of lead times.
-        path: output PNG.
 
     Returns:
-        The written path.
+        The figure.
     """
     leads = np.arange(1, horizon + 1)
     mse = [metrics[f"test/mse_lead{k}"] for k in leads]
@@ -37,25 +40,19 @@ def skill_curve(metrics: Mapping[str, float], horizon: int, path: str | Path) ->
     b.axhline(0.0, color="grey", lw=0.8)
     b.set(xlabel="lead time (steps)", ylabel="1 - MSE/MSE_persistence", title="skill per lead")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def forecast_frames(
-    truth: np.ndarray, pred: np.ndarray, path: str | Path, variable: str = ""
-) -> Path:
+def forecast_frames(truth: np.ndarray, pred: np.ndarray, variable: str = "") -> Figure:
     """Truth (top row) against forecast (bottom row) for every lead of one gridded sample.
 
     Args:
         truth: ``(horizon, H, W)`` one variable of one sample.
         pred: ``(horizon, H, W)`` the forecast of the same.
-        path: output PNG.
         variable: name for the title.
 
     Returns:
-        The written path.
+        The figure.
     """
     if truth.shape != pred.shape or truth.ndim != 3:
         raise ValueError(
@@ -73,7 +70,4 @@ def forecast_frames(
             ax.set_title(f"{name} +{k + 1}", fontsize=8)
     fig.suptitle(f"forecast vs truth {variable}".strip())
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
-    return path
+    return fig

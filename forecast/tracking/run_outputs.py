@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 from forecast.tracking.plots import forecast_frames, skill_curve
@@ -17,10 +17,7 @@ from forecast.training.gradient_flow import plot_gradient_flow
 
 def log_config(client: MlflowClient, run_id: str, config_yaml: str) -> None:
     """Log the resolved config as ``config.yaml`` at the artifact root."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(config_yaml)
-        client.log_artifact(run_id, str(path))
+    client.log_text(run_id, config_yaml, "config.yaml")
 
 
 def log_checkpoint(client: MlflowClient, run_id: str, checkpoint: str | None) -> bool:
@@ -52,18 +49,19 @@ def log_plots(
     Returns:
         The artifact paths written.
     """
+    figures: dict[str, Figure] = {}
+    if all(f"test/skill_lead{k}" in metrics for k in range(1, horizon + 1)):
+        figures["skill_per_lead"] = skill_curve(metrics, horizon)
+    if frames is not None:
+        truth, pred, name = frames
+        figures["forecast_vs_truth"] = forecast_frames(truth, pred, name)
+    if flow is not None:
+        figures["gradient_flow"] = plot_gradient_flow(flow)
     written = []
-    with tempfile.TemporaryDirectory() as tmp:
-        if all(f"test/skill_lead{k}" in metrics for k in range(1, horizon + 1)):
-            written.append(skill_curve(metrics, horizon, Path(tmp) / "skill_per_lead.png"))
-        if frames is not None:
-            truth, pred, name = frames
-            written.append(forecast_frames(truth, pred, Path(tmp) / "forecast_vs_truth.png", name))
-        if flow is not None:
-            fig = plot_gradient_flow(flow)
-            written.append(Path(tmp) / "gradient_flow.png")
-            fig.savefig(written[-1], dpi=80)
+    for name, fig in figures.items():
+        written.append(f"plots/{name}.png")
+        try:
+            client.log_figure(run_id, fig, written[-1], save_kwargs={"dpi": 80})
+        finally:
             plt.close(fig)
-        for p in written:
-            client.log_artifact(run_id, str(p), artifact_path="plots")
-    return [f"plots/{p.name}" for p in written]
+    return written

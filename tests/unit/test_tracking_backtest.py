@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -83,12 +84,17 @@ def test_plots_are_png(tmp_path):
     for k in (1, 2, 3):
         m |= {f"test/mse_lead{k}": k, f"test/persistence_mse_lead{k}": 2 * k}
         m[f"test/skill_lead{k}"] = 0.5
-    p = skill_curve(m, 3, tmp_path / "s.png")
-    f = forecast_frames(np.zeros((3, 4, 5)), np.ones((3, 4, 5)), tmp_path / "f.png", "t2m")
-    for path in (p, f):
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    figures = {
+        "s": skill_curve(m, 3),
+        "f": forecast_frames(np.zeros((3, 4, 5)), np.ones((3, 4, 5)), "t2m"),
+    }
+    assert len(figures["s"].axes) == 2 and len(figures["f"].axes) == 6  # 2 rows x 3 leads
+    for name, fig in figures.items():
+        fig.savefig(tmp_path / f"{name}.png")
+        assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        plt.close(fig)
     with pytest.raises(ValueError, match="horizon, H, W"):
-        forecast_frames(np.zeros((3, 4, 5)), np.zeros((2, 4, 5)), tmp_path / "g.png")
+        forecast_frames(np.zeros((3, 4, 5)), np.zeros((2, 4, 5)))
 
 
 def test_unreachable_tracking_server_fails_fast(tmp_path):
