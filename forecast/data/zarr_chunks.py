@@ -11,18 +11,18 @@ Values are raw, exactly what ``zarr.Array.__getitem__`` returns: CF decoding (``
 ``scale_factor``, ``add_offset``) is applied by the caller, as for any other backend array.
 
 Why not a library (issue 12's rule: adopt one that reaches 80% of this module). Measured with
-``flock /tmp/cpu.lock env OMP_NUM_THREADS=1 python -m benchmarks.loader`` on 2 CPU cores that
-other jobs were also using, every reader on the same ``GridWindows`` path, rates as ratios to
-ours (random windows / time-ordered windows; zstd store, then uncompressed store):
+``python -m benchmarks.loader`` on 2 otherwise idle CPU cores (2026-12-01, default threads), every
+reader on the same ``GridWindows`` path, windows/s as ratios to ours (random windows /
+time-ordered windows; zstd store, then uncompressed store; ours: 558 / 2155 and 1729 / 1518):
 
 - zarr-python 3.1.6, best of its ``async.concurrency`` / ``threading.max_workers`` settings:
-  0.72 / 0.09 zstd, 0.26 / 0.17 uncompressed; ``xr.open_zarr`` read lazily 0.57 / 0.06 and
-  0.10 / 0.12. Below 80% in every case.
-- TensorStore 0.1.86 with a cache pool the size of our cache: 1.37-1.44 / 0.76-0.86 zstd,
-  0.73-0.76 / 1.10-1.44 uncompressed (xarray-tensorstore 1.10 / 0.58, 0.58 / 0.75). Below 80%
-  for random windows of an uncompressed store (the layout that reads fastest for training),
-  and it aborts forked DataLoader workers ("fork() use detected"; torch forks them by default
-  on Linux), where this module and zarr-python work.
+  0.40 / 0.11 zstd, 0.22 / 0.25 uncompressed; ``xr.open_zarr`` read lazily 0.40 / 0.12 and
+  0.18 / 0.26. Below 80% in every case.
+- TensorStore 0.1.86 with a cache pool the size of our cache: 1.04 / 0.82 zstd, 0.77 / 1.40
+  uncompressed (xarray-tensorstore 0.81 / 0.66, 0.59 / 0.77). Below 80% for random windows of
+  an uncompressed store (the layout that reads fastest for training), and it aborts forked
+  DataLoader workers ("fork() use detected"; torch forks them by default on Linux), where this
+  module and zarr-python work. An earlier run on a busy machine gave the same picture.
 """
 
 from __future__ import annotations
