@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 
-from pipelines._cli import DEBUG_ENV, guarded
+from pipelines._cli import DEBUG_ENV, guarded, scoped_environ
 
 # forecasts run one at a time per worker, on one thread (forecast.serving.torch_thread), so the
 # cores are split between workers: grid p50 18.8 ms at 1 thread, 13.4 ms at 2 on 2 cores
@@ -45,24 +45,25 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Check the store and the model, then serve it until SIGTERM/SIGINT."""
     args = parse(argv)
-    if args.debug:
-        os.environ[DEBUG_ENV] = "1"
     # 5xx tracebacks go to the server's log, never to the client
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     from forecast.serving.server import serve
 
-    guarded(serve)(
-        args.model_uri,
-        args.port,
-        args.workers,
-        args.threads,
-        args.max_body_bytes,
-        args.idle_timeout,
-        args.body_timeout,
-        args.predict_timeout,
-    )
+    with scoped_environ(DEBUG_ENV):
+        if args.debug:
+            os.environ[DEBUG_ENV] = "1"
+        guarded(serve)(
+            args.model_uri,
+            args.port,
+            args.workers,
+            args.threads,
+            args.max_body_bytes,
+            args.idle_timeout,
+            args.body_timeout,
+            args.predict_timeout,
+        )
 
 
 if __name__ == "__main__":

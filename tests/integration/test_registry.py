@@ -133,10 +133,6 @@ def test_server_preflight_names_what_is_wrong(store):
         preflight("runs:/abc/model", uri)
 
 
-@pytest.mark.skip(
-    reason="order-dependent: passes alone, with tests/integration and with tests/unit, but "
-    "fails in the whole fast tier (cause not found in stop 9)"
-)
 def test_server_cli_refuses_a_missing_alias_and_a_bad_cap_in_one_line(store, monkeypatch, capsys):
     from pipelines.serve import main
 
