@@ -47,6 +47,8 @@ def test_tracked_run_has_metrics_config_and_a_loadable_model(train_cfg, compose_
     assert len(run.data.tags["data_fingerprint"]) == 16
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert "config.yaml" in artifacts
+    plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert {"plots/skill_per_lead.png", "plots/forecast_vs_truth.png"} <= plots, plots
 
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(result.model_uri)
