@@ -1,10 +1,9 @@
 """Random-window read throughput of the data layer, against xbatcher, Zarr libraries and numpy.
 
-Run: ``python -m benchmarks.loader [--quick]``. Writes its stores under a temporary folder:
-a Zarr v3 store (time-chunked, whole grid per chunk, zstd: zarr's default), the same store
-uncompressed, and a contiguous NetCDF file with the same field (random normal values: compression
-gains nothing on them). For each, random windows of ``context + horizon`` steps over the whole grid
-are read through
+Run: ``python -m benchmarks.loader [--quick]``. Writes its stores under a temporary folder
+(``benchmarks/stores.py``): a Zarr v3 store (time-chunked, whole grid per chunk, zstd: zarr's
+default), the same store uncompressed, and a contiguous NetCDF file with the same field. For
+each, random windows of ``context + horizon`` steps over the whole grid are read through
 
 - ``GridWindows`` on a lazy ``FrameReader`` (the data layer's per-window path, no dask; a
   local Zarr store is read chunk file by chunk file, see ``forecast/data/zarr_chunks.py``), with
@@ -23,16 +22,15 @@ and the same for windows in time order (what a validation loader reads: neighbou
 chunks, so the cache decodes each chunk once). It checks whether each Zarr reader works in
 forked DataLoader workers (torch's default on Linux), and measures what the default ConvLSTM
 training step consumes (windows/s on this CPU), and the peak RSS of a fresh process that scans and
-streams a NetCDF file and a Zarr store four times larger than its budget (``--rss N`` runs only
-that part, N times). The last line is one JSON object with every figure.
+streams a NetCDF file and a Zarr store four times larger than its budget
+(``benchmarks/loader_rss.py``; ``--rss N`` runs only that part, N times). The last line is one
+JSON object with every figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -40,48 +38,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
-from benchmarks import zarr_libraries
+from benchmarks import loader_rss, zarr_libraries
+from benchmarks.stores import CONTEXT, HORIZON, write_stores
 from benchmarks.zarr_libraries import Timed
 from forecast.data.datasets import GridWindows
 from forecast.data.normalize import Normalizer
 from forecast.data.reader import FrameReader
 from forecast.data.sources import StoreSource
 
-CONTEXT, HORIZON = 12, 6
 ROUNDS = 5
 LAZY_BUDGET_MB = 16.0  # half the 31 MB benchmark field: lazy reads, a 2 MB chunk cache
-
-
-def _store(
-    folder: Path, n_times: int, n_lat: int, n_lon: int, seed: int = 0, raw: bool = True
-) -> dict[str, Path]:
-    rng = np.random.default_rng(seed)
-    field = rng.standard_normal((n_times, n_lat, n_lon), dtype=np.float32)
-    ds = xr.Dataset(
-        {"field": (("time", "lat", "lon"), field)},
-        coords={
-            "time": pd.date_range("2000-01-01", periods=n_times, freq="6h"),
-            "lat": np.linspace(60, 20, n_lat),
-            "lon": np.linspace(230, 300, n_lon),
-        },
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    nc_path = folder / "bench.nc"
-    ds.to_netcdf(nc_path, engine="h5netcdf")  # contiguous: a window is one seek + one read
-    zarr_path = folder / "bench.zarr"
-    # chunks of one window length along time, whole grid: a window touches at most 2 chunks
-    ds.chunk({"time": CONTEXT + HORIZON}).to_zarr(zarr_path, zarr_format=3, consolidated=False)
-    if not raw:
-        return {"zarr": zarr_path, "netcdf": nc_path}
-    # the same chunks without compression: what a store chosen for window reads can look like
-    raw_path = folder / "bench_raw.zarr"
-    ds.chunk({"time": CONTEXT + HORIZON}).to_zarr(
-        raw_path, zarr_format=3, consolidated=False, encoding={"field": {"compressors": None}}
-    )
-    return {"zarr": zarr_path, "zarr_raw": raw_path, "netcdf": nc_path}
 
 
 def _best_rates(readers: dict[str, Timed], rounds: int) -> dict:
@@ -158,96 +126,18 @@ def _train_step_rate(batch: int = 16, steps: int = 3) -> float:
     return batch * steps / (time.perf_counter() - t0)
 
 
-def _rss_child(path: str, budget_mb: float, n: int) -> None:
-    """In a fresh process: scan + stream windows lazily; print baseline and peak RSS in MB."""
-    import torch
-
-    from forecast.data.datamodule import GridDataModule
-    from forecast.data.sources import StoreSource
-
-    def status(key: str) -> float:  # VmHWM is this process's own peak (ru_maxrss survives exec)
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(key + ":"):
-                return float(line.split()[1]) / 1024
-        raise RuntimeError(f"no {key} in /proc/self/status")
-
-    torch.zeros(1)
-    base = status("VmRSS")
-    dm = GridDataModule(
-        StoreSource(path), ["field"], CONTEXT, HORIZON, memory_budget_mb=budget_mb, batch_size=8
-    )
-    dm.describe()  # opening the store costs library state (h5py, indexes), not data buffers
-    opened = status("VmRSS")
-    dm.setup()
-    seen = 0
-    for batch in dm.train_dataloader():
-        seen += len(batch["x"])
-        if seen >= n:
-            break
-    peak = status("VmHWM")
-    lazy = not dm.datasets["train"].reader.in_memory
-    print(json.dumps({"base_mb": base, "opened_mb": opened, "peak_mb": peak, "lazy": lazy,
-                      "windows": seen}))  # fmt: skip
-
-
-def _big_stores(folder: Path, budget_mb: float) -> dict[str, Path]:
-    """A 128x128 field four times the budget (as float32), as NetCDF and as Zarr (zstd)."""
-    side = 128
-    n_times = int(4 * budget_mb * 2**20 / (4 * side * side)) + 1
-    return _store(folder / "big", n_times, side, side, seed=1, raw=False)
-
-
-def _rss(path: Path, budget_mb: float, quick: bool) -> dict[str, float]:
-    store_mb = sum(f.stat().st_size for f in [path, *path.rglob("*")] if f.is_file()) / 2**20
-    out = subprocess.run(
-        [sys.executable, "-m", "benchmarks.loader", "--rss-child", str(path), str(budget_mb),
-         str(200 if quick else 1000)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    growth = {"growth_mb": r["peak_mb"] - r["base_mb"]}
-    growth["growth_after_open_mb"] = r["peak_mb"] - r["opened_mb"]
-    return {"budget_mb": budget_mb, "store_mb": store_mb, **r, **growth}
-
-
-def _print_rss(fmt: str, rss: dict[str, float]) -> None:
-    print(
-        f"streaming a {rss['store_mb']:.0f} MB {fmt} store with a {rss['budget_mb']:.0f} MB budget "
-        f"(lazy={rss['lazy']}): RSS {rss['base_mb']:.0f} MB after imports, "
-        f"{rss['opened_mb']:.0f} MB with the store open, peak {rss['peak_mb']:.0f} MB: growth "
-        f"{rss['growth_mb']:.0f} MB ({rss['growth_after_open_mb']:.0f} MB after opening), "
-        f"within budget: {rss['growth_mb'] <= rss['budget_mb']}"
-    )
-
-
-def _rss_repeats(repeats: int, budget_mb: float = 64.0) -> None:
-    """Only the RSS part, ``repeats`` times per store format (is the peak stable?)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        stores = _big_stores(Path(tmp), budget_mb)
-        runs = {fmt: [_rss(path, budget_mb, False) for _ in range(repeats)]
-                for fmt, path in stores.items()}  # fmt: skip
-    for fmt, rs in runs.items():
-        for r in rs:
-            _print_rss(fmt, r)
-    print(json.dumps({fmt: [r["growth_mb"] for r in rs] for fmt, rs in runs.items()}))
-
-
 def main() -> None:
     """Run every measurement and print the table and the JSON line."""
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="fewer windows (a smoke run)")
-    p.add_argument("--rss-child", nargs=3, metavar=("PATH", "BUDGET_MB", "N"))
     p.add_argument("--rss", type=int, metavar="REPEATS", help="only the RSS part, REPEATS times")
     p.add_argument("--fork-child", nargs=2, metavar=("KIND", "PATH"))
     args = p.parse_args()
     if args.fork_child:
         zarr_libraries.fork_child(*args.fork_child)
         return
-    if args.rss_child:
-        _rss_child(args.rss_child[0], float(args.rss_child[1]), int(args.rss_child[2]))
-        return
     if args.rss:
-        _rss_repeats(args.rss)
+        loader_rss.repeats(args.rss)
         return
     n = 50 if args.quick else 300
     n_times, side = 2000, 64
@@ -256,7 +146,7 @@ def main() -> None:
     in_order = np.arange(n) + 100  # consecutive windows, as a validation loader reads them
     mb_per_window = (CONTEXT + HORIZON) * side * side * 4 / 2**20
     with tempfile.TemporaryDirectory() as tmp:
-        paths = _store(Path(tmp), n_times, side, side)
+        paths = write_stores(Path(tmp), n_times, side, side)
         readers = {
             "numpy_inmemory": Timed(_numpy(paths["netcdf"], starts), n),
             "ours_inmemory": Timed(_ours(paths["netcdf"], starts, budget_mb=1024)[0], n),
@@ -295,8 +185,8 @@ def main() -> None:
             k: r._cache.hits / max(1, r._cache.hits + r._cache.misses) for k, r in caches.items()
         }
         train_rate = _train_step_rate(steps=1 if args.quick else 3)
-        stores = _big_stores(Path(tmp), 64.0)
-        rss = {fmt: _rss(path, 64.0, args.quick) for fmt, path in stores.items()}
+        stores = loader_rss.big_stores(Path(tmp), 64.0)
+        rss = {fmt: loader_rss.rss(path, 64.0, args.quick) for fmt, path in stores.items()}
 
     ceiling = results["numpy_inmemory"]
     print(f"random {CONTEXT + HORIZON}x{side}x{side} float32 windows ({mb_per_window:.3f} MB), "
@@ -330,7 +220,7 @@ def main() -> None:
         print(f"chunk cache hit rate {k:<22}{v:>8.2f}  ({LAZY_BUDGET_MB / 8:.0f} MB cache)")
     print(f"default ConvLSTM train step (batch 16, 32x32): {train_rate:.1f} windows/s")
     for fmt, r in rss.items():
-        _print_rss(fmt, r)
+        loader_rss.print_rss(fmt, r)
     print(json.dumps({
         "window_mb": mb_per_window, "windows_per_s": results, "ratios": ratios,
         "library_vs_ours": lib_ratios, "fork_safe": fork,
