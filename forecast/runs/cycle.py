@@ -18,6 +18,7 @@ from filelock import FileLock, Timeout
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from forecast.data.protocols import is_series
 from forecast.errors import ForecastError
 from forecast.runs.cycle_state import CycleState, load_state, save_state
 from forecast.runs.forecast import forecast
@@ -106,7 +107,8 @@ def _run(cfg: DictConfig, state_path: Path) -> CycleOutcome:
         state.step = "forecast"
         save_state(state_path, state)
     champion = alias_version(client_for(uri), str(cfg.model_name), str(cfg.registry.alias))
-    written = _forecast(cfg, uri) if champion is not None else None
+    series = is_series(dm)  # independent sequences (Moving MNIST) have no latest time to forecast
+    written = _forecast(cfg, uri) if champion is not None and series else None
     state.fingerprint, state.step, state.pending = state.pending, None, None
     state.version = state.candidate
     state.forecast = written
@@ -114,6 +116,8 @@ def _run(cfg: DictConfig, state_path: Path) -> CycleOutcome:
     status = _status(state)
     where = f"; forecast {written}" if written else "; no champion, no forecast"
     return CycleOutcome(
+    if not series:
+        where = "; independent sequences: no batch forecast"
         status,
         f"{status}: {state.decision}{where}",
         state.candidate,
