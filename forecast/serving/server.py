@@ -163,6 +163,7 @@ def serve(
     idle_timeout: float = 5.0,
     body_timeout: float = 30.0,
     predict_timeout: float = 30.0,
+    head_timeout: float = 10.0,
 ) -> None:
     """Check the store and model, load the model once, then serve it under uvicorn on 127.0.0.1.
 
@@ -179,8 +180,10 @@ def serve(
         idle_timeout: seconds an idle keep-alive connection stays open.
         body_timeout: seconds a client may take to send a request body (408 after).
         predict_timeout: seconds a request may wait for its forecast (503 after).
+        head_timeout: seconds a connection may take to send a complete request head, from
+            connecting or from its previous answer (closed after: idle and slowloris clients).
     """
-    from forecast.serving import app
+    from forecast.serving import app, protocol
     from forecast.tracking.mlflow import absolute_tracking_uri
     from forecast.tracking.store import default_tracking_uri
 
@@ -196,6 +199,7 @@ def serve(
     os.environ[app.ENV_MODEL] = local
     os.environ[app.ENV_BODY_TIMEOUT] = str(body_timeout)
     os.environ[app.ENV_PREDICT_TIMEOUT] = str(predict_timeout)
+    os.environ[protocol.ENV_HEAD_TIMEOUT] = str(head_timeout)
     if max_body_bytes:
         os.environ[app.ENV_MAX_BYTES] = str(max_body_bytes)
     import torch
@@ -214,4 +218,5 @@ def serve(
         workers=workers,
         log_level="warning",
         timeout_keep_alive=int(max(1, idle_timeout)),
+        http=protocol.PROTOCOL,  # h11 with a request-head deadline
     )

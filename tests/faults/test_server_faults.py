@@ -5,10 +5,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,30 @@ def post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:
     return out
 
 
+def held_open(port: int, first: bytes = b"", trickle: bytes = b"", limit: float = 40.0):
+    """Seconds until the server closes a raw connection, and the trickled bytes it took.
+
+    ``first`` is sent at once; then ``trickle`` one byte a second (slowloris) while it is open.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=limit) as s:
+        s.sendall(first)
+        t0, sent = time.monotonic(), 0
+        while time.monotonic() - t0 < limit:
+            if select.select([s], [], [], 1.0)[0]:
+                try:
+                    if not s.recv(65536):  # b"": closed by the server (answers are skipped)
+                        return time.monotonic() - t0, sent
+                except ConnectionResetError:
+                    return time.monotonic() - t0, sent
+            if sent < len(trickle):
+                try:
+                    s.send(trickle[sent : sent + 1])
+                    sent += 1
+                except (BrokenPipeError, ConnectionResetError):
+                    return time.monotonic() - t0, sent
+    return float("inf"), sent
+
+
 def test_bad_and_slow_clients_get_4xx_and_the_server_stays_up(store, tmp_path):
     uri, _ = store
     port = free_port()
@@ -107,6 +133,19 @@ def test_bad_and_slow_clients_get_4xx_and_the_server_stays_up(store, tmp_path):
             t0 = time.monotonic()
             reply = s.recv(4096)
             assert time.monotonic() - t0 < 45 and (reply == b"" or b" 408 " in reply)
+        # idle and slow connections, all at once: raw sockets the server must close
+        head = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        with ThreadPoolExecutor(3) as pool:
+            fresh = pool.submit(held_open, port)  # connects, never sends a byte
+            loris = pool.submit(held_open, port, b"", head)  # its head, one byte a second
+            idle = pool.submit(held_open, port, b"GET /ping HTTP/1.1\r\nHost: x\r\n\r\n")
+            (t_fresh, _), (t_loris, n_loris), (t_idle, _) = (
+                fresh.result(),
+                loris.result(),
+                idle.result(),
+            )
+        assert t_fresh < 15 and t_loris < 15 and n_loris < len(head), (t_fresh, t_loris)
+        assert t_idle < 9, t_idle  # keep-alive after an answer: --idle-timeout (5 s)
         assert post(port, good, {"Content-Type": "application/json"})[0] == 200
     finally:
         stop_server(proc)
