@@ -36,6 +36,8 @@ class SegRNN(nn.Module):
         instance_norm: ``"none"``, ``"last"`` (subtract each series' last value) or ``"revin"``
             (per-series mean and standard deviation over the context, restored on output).
         dropout: before the output map.
+        query_std: initial standard deviation of the position and series embeddings that form
+            the decoder's queries (SegRNN's: 1, so the output segments differ from the start).
         variables: input names; with ``targets``, selects the forecast features.
         targets: target names (must be inputs: the net forecasts its own series).
     """
@@ -54,6 +56,7 @@ class SegRNN(nn.Module):
         cell: str = "gru",
         instance_norm: str = "last",
         dropout: float = 0.0,
+        query_std: float = 1.0,
         variables: Sequence[str] = (),
         targets: Sequence[str] = (),
     ) -> None:
@@ -78,8 +81,8 @@ class SegRNN(nn.Module):
         self.embed = nn.Sequential(nn.Linear(segment, hidden_size), nn.ReLU())
         rnn = nn.GRU if cell == "gru" else nn.LSTM
         self.rnn = rnn(hidden_size, hidden_size, batch_first=True)
-        self.pos = nn.Parameter(torch.randn(self.n_out, hidden_size // 2) * 0.02)
-        self.chan = nn.Parameter(torch.randn(self.series, hidden_size // 2) * 0.02)
+        self.pos = nn.Parameter(torch.randn(self.n_out, hidden_size // 2) * query_std)
+        self.chan = nn.Parameter(torch.randn(self.series, hidden_size // 2) * query_std)
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, segment))
         index: list[int] | None = None
         if targets and list(targets) != list(variables):
