@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import xarray as xr
+from filelock import FileLock
 
 
 def make_grid(
@@ -80,11 +81,24 @@ def make_grid(
     return ds
 
 
+def _matches(path: Path, key: str) -> bool:
+    """Whether ``path`` holds a readable store generated with the parameters ``key``."""
+    if not path.exists():
+        return False
+    try:
+        with xr.open_zarr(path, consolidated=False) as existing:
+            return bool(existing.attrs.get("params_key") == key)
+    except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
+        return False
+
+
 def ensure_grid_store(path: str | os.PathLike[str], **params: int | float) -> Path:
     """Write the synthetic data set as Zarr at ``path`` once; reuse it while the parameters match.
 
-    The store is written to a temporary sibling and renamed into place, so a crash never leaves a
-    half-written store where a later run would read it.
+    Several processes may start on a fresh root at once (torchrun ranks, parallel sweep jobs):
+    generation runs under a ``filelock.FileLock`` beside the store, and a process that waited
+    finds the store written and reuses it. The store is written to a temporary sibling and
+    renamed into place, so a crash never leaves a half-written store where a later run reads it.
 
     Args:
         path: target ``.zarr`` directory.
@@ -95,27 +109,25 @@ def ensure_grid_store(path: str | os.PathLike[str], **params: int | float) -> Pa
     """
     path = Path(path)
     key = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
-    if path.exists():
-        try:
-            with xr.open_zarr(path, consolidated=False) as existing:
-                if existing.attrs.get("params_key") == key:
-                    return path
-        except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
-            pass
-    ds = make_grid(**params)  # type: ignore[arg-type]
-    ds.attrs["params_key"] = key
-    ds.attrs["params"] = json.dumps(params, sort_keys=True)
+    if _matches(path, key):  # the common case: no lock taken
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    ds.chunk({"time": 64}).to_zarr(tmp, mode="w", zarr_format=3, consolidated=False)
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, path)
+    with FileLock(str(path.with_name(f".{path.name}.lock"))):
+        if _matches(path, key):  # written by the process we waited for
+            return path
+        ds = make_grid(**params)  # type: ignore[arg-type]
+        ds.attrs["params_key"] = key
+        ds.attrs["params"] = json.dumps(params, sort_keys=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        ds.chunk({"time": 64}).to_zarr(tmp, mode="w", zarr_format=3, consolidated=False)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
     return path
 
 
