@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from forecast.data.normalize import Normalizer
+from forecast.data.sharding import evaluation_sampler
 from forecast.data.spec import DataSpec
 from forecast.errors import DataError, DataNotFoundError
 from forecast.training.threads import one_thread_worker
@@ -247,6 +248,7 @@ class MovingMNISTDataModule(L.LightningDataModule):
         shuffle = split == "train"
         return DataLoader(
             self.datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+            sampler=None if shuffle else evaluation_sampler(self.datasets[split]),
             num_workers=self.num_workers, pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             worker_init_fn=one_thread_worker if self.num_workers > 0 else None,

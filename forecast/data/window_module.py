@@ -2,7 +2,8 @@
 
 Under DDP, Lightning swaps each loader's sampler for a ``DistributedSampler`` (the Trainer's default
 ``use_distributed_sampler=True``), so every rank reads only its own shard of window indices; with
-lazy reading that also means each rank reads only its own windows from disk.
+lazy reading that also means each rank reads only its own windows from disk. Validation and test
+shards are unpadded (:mod:`forecast.data.sharding`), so no window is scored twice.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from forecast.data.datasets import collate_windows
 from forecast.data.normalize import Normalizer
 from forecast.data.reader import FrameReader, Source
 from forecast.data.schema import check_length, validate
+from forecast.data.sharding import evaluation_sampler
 from forecast.data.windows import SPLITS, SplitSpec, resolve_splits, window_missing, window_starts
 from forecast.errors import DataError
 from forecast.training.threads import one_thread_worker
@@ -259,6 +261,7 @@ class WindowDataModule(L.LightningDataModule):
             self.datasets[split],
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else evaluation_sampler(self.datasets[split]),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

@@ -15,6 +15,7 @@ from typing import Any
 import pytorch_lightning as L
 import torch
 from torch import Tensor, nn
+from torchmetrics import MeanMetric
 
 from forecast.evaluation.metrics import lead_time_metrics
 from forecast.models.baselines import persistence
@@ -118,6 +119,17 @@ class ForecastTask(L.LightningModule):
             data_range, weights, target_scale, target_names,
         )  # fmt: skip
         self.metrics = nn.ModuleDict({s: metrics.clone(prefix=f"{s}/") for s in ("val", "test")})
+        # epoch means of the loss (and accuracy), window-weighted, with their states summed across
+        # DDP ranks like the metrics': Lightning's own mean of `self.log` values averages the
+        # ranks' window counts as integers and is wrong for unequal (unpadded) shards. A NaN
+        # stays NaN (NaN replaced by NaN), so a diverged run shows a non-finite val/loss.
+        names = ("loss", "accuracy") if self.classify else ("loss",)
+        self.epoch_means = nn.ModuleDict(
+            {
+                s: nn.ModuleDict({n: MeanMetric(nan_strategy=float("nan")) for n in names})
+                for s in ("val", "test")
+            }
+        )
 
     def forward(self, x: Tensor, **extras: Any) -> Tensor:
         """x: (B, T, ...) -> the net's output (forecasts (B, horizon, ...) or logits)."""
@@ -255,11 +267,12 @@ class ForecastTask(L.LightningModule):
         x, y, mask = batch["x"], batch["y"], batch.get("y_mask")
         pred = self.predict_batch(batch)
         loss = self.loss_fn(pred, y, mask)
-        self.log(f"{stage}/loss", loss, batch_size=len(x))
+        means: Any = self.epoch_means[stage]
+        means["loss"].update(loss.detach(), weight=len(x))
         if self.classify:
             valid = torch.ones_like(y, dtype=torch.bool) if mask is None else mask
             acc = (pred.argmax(-1) == y.long())[valid].float().mean()
-            self.log(f"{stage}/accuracy", acc, batch_size=len(x))
+            means["accuracy"].update(acc, weight=len(x))
             return
         view = self._metric_view(pred.detach()).float()
         last = self._persistence(x, y)
@@ -285,6 +298,12 @@ class ForecastTask(L.LightningModule):
         self._eval_step(batch, "test")
 
     def _log_epoch(self, stage: str) -> None:
+        # compute() sums every rank's states, so each value is the same on every rank;
+        # sync_dist tells Lightning so (the mean of equal values) instead of a warning per key
+        means: Any = self.epoch_means[stage]
+        for name, mean in means.items():
+            self.log(f"{stage}/{name}", mean.compute(), sync_dist=True)
+            mean.reset()
         if self.classify:
             return
         collection: Any = self.metrics[stage]
@@ -293,8 +312,8 @@ class ForecastTask(L.LightningModule):
         per_lead = stage == "test"  # validation logs split-pooled values only
         metrics = {k: v for k, v in values.items() if per_lead or "_lead" not in k}
         rmse = metrics.pop(f"{stage}/rmse")
-        self.log_dict(metrics)
-        self.log(f"{stage}/rmse", rmse, prog_bar=stage == "val")
+        self.log_dict(metrics, sync_dist=True)
+        self.log(f"{stage}/rmse", rmse, prog_bar=stage == "val", sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         """Log validation metrics over the whole split."""
