@@ -120,9 +120,10 @@ class ForecastTask(L.LightningModule):
         )  # fmt: skip
         self.metrics = nn.ModuleDict({s: metrics.clone(prefix=f"{s}/") for s in ("val", "test")})
         # epoch means of the loss (and accuracy), window-weighted, with their states summed across
-        # DDP ranks like the metrics': Lightning's own mean of `self.log` values averages the
-        # ranks' window counts as integers and is wrong for unequal (unpadded) shards. A NaN
-        # stays NaN (NaN replaced by NaN), so a diverged run shows a non-finite val/loss.
+        # DDP ranks like the metrics'. Lightning's mean of `self.log(..., sync_dist=True)` values
+        # came out wrong for unequal (unpadded) shards: 2 ranks gave test/loss 0.5628 where one
+        # process and the summed metric states give 0.5403. A NaN stays NaN (NaN replaced by
+        # NaN), so a diverged run shows a non-finite val/loss.
         names = ("loss", "accuracy") if self.classify else ("loss",)
         self.epoch_means = nn.ModuleDict(
             {
