@@ -2,14 +2,17 @@
 
 from omegaconf import DictConfig
 
-from forecast.runs.summary import print_summary
-from forecast.runs.train import train
+from forecast.runs.preflight import check_tracking
 from pipelines._cli import hydra_app
 
 
 @hydra_app("train")
 def main(cfg: DictConfig) -> float:
     """Run one training job; the returned score feeds Hydra sweepers."""
+    check_tracking(cfg)  # before torch, Lightning and MLflow are imported: seconds, not ~20
+    from forecast.runs.summary import print_summary
+    from forecast.runs.train import train
+
     result = train(cfg)
     if result.rank_zero:  # the other processes of a DDP run stay quiet
         print_summary(result)

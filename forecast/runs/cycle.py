@@ -27,6 +27,7 @@ from forecast.runs.train import train
 from forecast.tracking.mlflow import absolute_tracking_uri
 from forecast.tracking.registry import alias_version, client_for
 from forecast.tracking.store import ensure_store
+from forecast.training.checkpoints import checkpoint_problem
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +161,7 @@ def _train(cfg: DictConfig, uri: str, state: CycleState) -> None:
 def _init_weights(cfg: DictConfig, uri: str, folder: Path) -> str | None:
     """The champion's checkpoint, fetched once into the attempt folder; None without a champion."""
     target = folder / "init.ckpt"
-    if target.is_file():
+    if target.is_file() and checkpoint_problem(target) is None:  # a corrupt copy is fetched again
         return str(target)
     mv = alias_version(client_for(uri), str(cfg.model_name), str(cfg.registry.alias))
     if mv is None or not mv.run_id:

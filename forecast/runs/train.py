@@ -24,11 +24,18 @@ from forecast.data.offline import latest_window
 from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
 from forecast.evaluation.errors import latitude_weights
+from forecast.runs.preflight import check_tracking
 from forecast.runs.promote import promote_on_data
 from forecast.runs.sweep import sweep_job
 from forecast.runs.validate import validate
 from forecast.serving.packaging import log_forecast_model
 from forecast.serving.pyfunc import model_metadata, unservable
+from forecast.tracking.logger import (
+    answers,
+    lost_error,
+    stop_if_lost,
+    tracking_errors,
+)
 from forecast.tracking.mlflow import absolute_tracking_uri, flatten, git_commit
 from forecast.tracking.registry import client_for, register_if_finite
 from forecast.tracking.run_inputs import log_data_input, log_invocation, time_step
@@ -38,6 +45,11 @@ from forecast.tracking.run_outputs import (
     log_plots,
 )
 from forecast.tracking.store import ensure_store, owner_tags
+from forecast.training.checkpoints import (
+    ChecksumCheckpointIO,
+    load_checkpoint_file,
+    resume_checkpoint,
+)
 from forecast.training.gradient_flow import gradient_flow
 from forecast.training.trainer_options import trainer_options
 
@@ -135,7 +147,7 @@ def _logger(cfg: DictConfig) -> MLFlowLogger | None:
 def _best_state(checkpoint: str | None) -> dict[str, torch.Tensor] | None:
     if not checkpoint or not Path(checkpoint).exists():
         return None
-    return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    return load_checkpoint_file(checkpoint)["state_dict"]  # verified, weights_only
 
 
 def train(cfg: DictConfig) -> TrainResult:
@@ -148,6 +160,7 @@ def train(cfg: DictConfig) -> TrainResult:
         The run's :class:`TrainResult`.
     """
     validate(cfg)  # before any data is read: one line naming a bad key
+    uri = check_tracking(cfg)  # a tracking server must answer before any data is read
     L.seed_everything(cfg.seed, workers=True)
     dm = instantiate(cfg.data)
     spec: DataSpec = dm.describe()
@@ -159,7 +172,9 @@ def train(cfg: DictConfig) -> TrainResult:
     # `callbacks.NAME=null` switches one off
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     options = trainer_options(OmegaConf.to_container(cfg.trainer, resolve=True), task)  # type: ignore[arg-type]
-    trainer: L.Trainer = instantiate(options, callbacks=callbacks, logger=logger or False)
+    trainer: L.Trainer = instantiate(
+        options, callbacks=callbacks, logger=logger or False, plugins=[ChecksumCheckpointIO()]
+    )
     if logger is not None and trainer.is_global_zero:
         params = flatten(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
         params.update({"data.fingerprint": dm.fingerprint(), "git.commit": git_commit()})
@@ -176,10 +191,12 @@ def train(cfg: DictConfig) -> TrainResult:
     init = cfg.get("init_weights")  # fine-tuning starts from another run's checkpoint
     if init and not cfg.get("ckpt_path"):
         task.load_state_dict(_best_state(str(init)) or {})
-    trainer.fit(task, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    # a resume skips a corrupt checkpoint for the newest good one beside it (one log line)
+    trainer.fit(task, datamodule=dm, ckpt_path=resume_checkpoint(cfg.get("ckpt_path")))
     saver = trainer.checkpoint_callback
     saver = saver if isinstance(saver, ModelCheckpoint) else None
     ckpt = saver.best_model_path if saver else None
+    stop_if_lost(logger, uri, ckpt)  # evidence incomplete: no test, registration, promotion
     state = _best_state(ckpt)
     if state is not None:
         task.load_state_dict(state)
@@ -191,6 +208,7 @@ def train(cfg: DictConfig) -> TrainResult:
         checked = trainer.validate(task, datamodule=dm, verbose=False)[0]
         metrics.update({k: float(v) for k, v in checked.items() if k.startswith("val/")})
     score = float(val_score) if val_score is not None else math.nan
+    stop_if_lost(logger, uri, ckpt)
 
     result = TrainResult(
         score=score,
@@ -203,9 +221,14 @@ def train(cfg: DictConfig) -> TrainResult:
         result.run_id = logger.run_id
         result.tracking_uri = logger.experiment.tracking_uri
         result.model_name = str(cfg.model_name)
-        result.model_uri, result.model_version, result.promotion = _log_model(
-            cfg, logger, dm, net, spec, spec_kwargs, {cfg.monitor: score, **metrics}, ckpt
-        )
+        try:
+            result.model_uri, result.model_version, result.promotion = _log_model(
+                cfg, logger, dm, net, spec, spec_kwargs, {cfg.monitor: score, **metrics}, ckpt
+            )
+        except tracking_errors() as e:  # the server went away after training: same answer
+            if answers(result.tracking_uri):
+                raise
+            raise lost_error(uri, type(e).__name__, ckpt) from e
     return result
 
 
