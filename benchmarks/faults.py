@@ -1,14 +1,18 @@
 """The fault suite as counts: bad inputs tried and answered clearly, faults injected and survived.
 
-Run: python -m benchmarks.faults [--kills N]
+Run: python -m benchmarks.faults [--kills N] [--cycle-kills N]
 
 Inputs: every bad training input of :mod:`benchmarks.fault_cases` (composed and run in-process,
 answered as the entry point would print it), bad ``/invocations`` requests (through the served
 app in-process) and broken model files. Faults: a full disk while a forecast is written, a
-truncated and a crafted weights file at load, a stalled request body, a forecast past its
-deadline, a model that raises, and SIGKILL at seeded random moments of a process rewriting a
-forecast file (the last complete file must stay readable, no partial file visible). Prints one
-line per case, then the counts, ending with one JSON line. ``data_lost`` must be 0.
+stalled request body, a forecast past its deadline, a model that raises; truncated, bit-flipped
+and crafted checkpoints (and a resume falling back past one); idle, slowloris and kept-alive
+connections (:mod:`benchmarks.fault_checks`); the train job against a dead tracking server and
+against a real ``mlflow server`` killed mid-run (:mod:`benchmarks.fault_tracking`); SIGKILL at
+seeded random moments of a process rewriting a forecast file (the last complete file must stay
+readable, no partial file visible) and of the scheduled cycle (:mod:`benchmarks.fault_kills`:
+checkpoints, champion, forecasts checked after each). Prints one line per case, then the
+counts, ending with one JSON line. ``data_lost`` must be 0.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ import xarray as xr
 
 from benchmarks.fault_artifacts import MARKER, broken_copies, save_model
 from benchmarks.fault_cases import request_cases, train_cases
+from benchmarks.fault_checks import checkpoint_faults, connection_faults, tracking_faults
+from benchmarks.fault_kills import cycle_faults
+from benchmarks.fault_tracking import process_faults
 
 ROOT = Path(__file__).resolve().parents[1]
 WRITER = """
@@ -235,6 +242,7 @@ def main() -> None:
     """Run every input and fault; print lines, counts and the JSON line."""
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--kills", type=int, default=10, help="SIGKILL trials of a forecast writer")
+    p.add_argument("--cycle-kills", type=int, default=10, help="SIGKILLs of the scheduled cycle")
     args = p.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t0 = time.perf_counter()
@@ -247,23 +255,30 @@ def main() -> None:
         disk_ok, disk_left = full_disk(tmp)
         faults: list[tuple[str, bool]] = [("fault: full disk while writing", disk_ok)]
         faults += serving_faults()
+        faults += checkpoint_faults(tmp / "ckpt")
+        faults += tracking_faults()
+        faults += connection_faults()
+        faults += process_faults(tmp)
         for name, ok in faults:
             print(f"{'survived' if ok else 'FAILED':8s} {name}")
         survived_kills, lost, leftovers = kill_trials(tmp, args.kills)
         print(f"SIGKILL trials: {survived_kills}/{args.kills} left a complete file, "
               f"{lost} lost a complete file, {leftovers} hidden temporaries left")  # fmt: skip
+        cycle = cycle_faults(tmp / "cycle", args.cycle_kills)
     result = {
         "inputs_tried": len(inputs),
         "clear": sum(ok for _, ok, _ in inputs),
-        "faults_injected": len(faults) + args.kills,
-        "survived": sum(ok for _, ok in faults) + survived_kills,
-        "data_lost": lost,
+        "faults_injected": len(faults) + args.kills + cycle["injected"],
+        "survived": sum(ok for _, ok in faults) + survived_kills + cycle["survived"],
+        "data_lost": lost + cycle["lost"],
+        "cycle_kill_phases": cycle["phases"],
         "temporaries_left": leftovers + disk_left,
         "seconds": round(time.perf_counter() - t0, 1),
     }
     print(
         f"inputs tried {result['inputs_tried']}, clear {result['clear']}; faults injected "
-        f"{result['faults_injected']}, survived {result['survived']}; data lost {lost}"
+        f"{result['faults_injected']}, survived {result['survived']}; "
+        f"data lost {result['data_lost']}"
     )
     print(json.dumps(result))
 

@@ -14,7 +14,8 @@ the same intra-op thread count (--threads). Single-sample requests over keep-ali
 and 16 concurrent clients; ratios are against `mlflow models serve` and against MLflow's three
 stages (JSON parse, predict, JSON encode) run in this process without HTTP. Last, 10,000 requests
 from 16 clients with malformed ones interleaved (every 4th, one of them over the byte cap) against
-our server for the sensor model: count of 5xx answers and whether it is still up.
+our server for the sensor model: count of 5xx answers, whether it is still up, and the resident
+memory of the server's processes (/proc VmRSS of its process group) before and after.
 """
 
 from __future__ import annotations
@@ -209,6 +210,22 @@ def bad_bodies(x: np.ndarray) -> list[bytes]:
     ]
 
 
+def group_rss_mb(pgid: int) -> float:
+    """Resident memory (MiB) of every process in group ``pgid`` (the server and its workers)."""
+    kib = 0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue  # after the command name: state, ppid, pgrp
+            status = (d / "status").read_text().splitlines()
+            kib += next(int(ln.split()[1]) for ln in status if ln.startswith("VmRSS:"))
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue  # gone meanwhile, or a kernel thread without RSS
+    return kib / 1024
+
+
 def serve_and_measure(
     server: str, uri: str, key: str, name: str, x: np.ndarray, args: Any, tmp: str
 ) -> dict[str, Any]:
@@ -248,6 +265,7 @@ def serve_and_measure(
                 "non_200": sum(v for s, v in status.items() if s != 200),
             }  # fmt: skip
         if key == "sensor" and server == "forecast" and args.stress:
+            rss_before = group_rss_mb(proc.pid)  # warm: model loaded, latency runs done
             _, status, wall = clients_run(port, mixed, 16, args.stress // 16)
             alive = proc.poll() is None and Client(port).post(body)[0] == 200
             row["stress"] = {
@@ -255,6 +273,8 @@ def serve_and_measure(
                 "status": {str(k): v for k, v in sorted(status.items())},
                 "n_5xx": sum(v for s, v in status.items() if s >= 500),
                 "alive": alive, "req_per_s": sum(status.values()) / wall,
+                "rss_mb_before": round(rss_before, 1),
+                "rss_mb_after": round(group_rss_mb(proc.pid), 1),
             }  # fmt: skip
     finally:
         stop_server(proc)
@@ -319,7 +339,8 @@ def main() -> None:
     if s:
         print(f"\nstress (forecast server): {s['requests']} requests from 16 clients, every 4th "
               f"malformed or over the byte cap: status {s['status']}, 5xx {s['n_5xx']}, "
-              f"still up: {s['alive']}, {s['req_per_s']:.0f} req/s")  # fmt: skip
+              f"still up: {s['alive']}, {s['req_per_s']:.0f} req/s; server RSS "
+              f"{s['rss_mb_before']:.0f} -> {s['rss_mb_after']:.0f} MiB")  # fmt: skip
     print(json.dumps(result))
 
 
