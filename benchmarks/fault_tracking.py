@@ -132,7 +132,10 @@ def server_killed_mid_run(root: Path, epochs: int = 3) -> LostRun:
         train = subprocess.Popen(
             [sys.executable, "-m", "pipelines.train", *TINY, f"logger.tracking_uri={uri}",
              f"trainer.max_epochs={epochs}", "trainer.limit_train_batches=8",
-             f"callbacks.model_checkpoint.dirpath={ckpts}"],
+             f"callbacks.model_checkpoint.dirpath={ckpts}",
+             # every epoch saved (Lightning 2.6 rewrites last.ckpt only beside a new top-k one),
+             # so last.ckpt's epoch shows how far training went after the server died
+             "callbacks.model_checkpoint.save_top_k=-1"],
             cwd=ROOT, env=env_for(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True,
         )  # fmt: skip
