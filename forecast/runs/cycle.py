@@ -116,9 +116,9 @@ def _run(cfg: DictConfig, state_path: Path) -> CycleOutcome:
     save_state(state_path, state)
     status = _status(state)
     where = f"; forecast {written}" if written else "; no champion, no forecast"
-    return CycleOutcome(
     if not series:
         where = "; independent sequences: no batch forecast"
+    return CycleOutcome(
         status,
         f"{status}: {state.decision}{where}",
         state.candidate,
