@@ -52,14 +52,19 @@ def log_forecast_model(
         check = ForecastModel()
         check.load_files(artifacts)  # fail here, not in the server, if the bundle does not load
         check.predict(None, example)
+        # pyfunc.log_model has only MLflow's fluent API: the URI is set for this call, then restored
+        previous = mlflow.get_tracking_uri()
         mlflow.set_tracking_uri(tracking_uri)
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=model_code.__file__,
-                artifacts=artifacts,
-                signature=signature(metadata),
-                input_example=example.astype(np.float32),
-                pip_requirements=["forecast"],
-            )
+        try:
+            with mlflow.start_run(run_id=run_id):
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=model_code.__file__,
+                    artifacts=artifacts,
+                    signature=signature(metadata),
+                    input_example=example.astype(np.float32),
+                    pip_requirements=["forecast"],
+                )
+        finally:
+            mlflow.set_tracking_uri(previous)
     return str(info.model_uri), str(info.model_id)

@@ -63,6 +63,7 @@ class TrackingLogger(MLFlowLogger):
     """
 
     lost: str | None = None
+    reached = False  # a logging call reached the store, so the run exists there
 
     def _lose(self, e: BaseException) -> None:
         if self.lost is None:
@@ -74,6 +75,7 @@ class TrackingLogger(MLFlowLogger):
         if self.lost is None:
             try:
                 super().log_hyperparams(params)
+                self.reached = True
             except tracking_errors() as e:
                 self._lose(e)
 
@@ -83,6 +85,7 @@ class TrackingLogger(MLFlowLogger):
         if self.lost is None:
             try:
                 super().log_metrics(metrics, step)
+                self.reached = True
             except tracking_errors() as e:
                 self._lose(e)
 
@@ -107,15 +110,13 @@ class TrackingLogger(MLFlowLogger):
 
     def mark_failed(self) -> bool:
         """Tag the run with why tracking was lost and mark it FAILED; False if unreachable."""
-        if not self._initialized or self._run_id is None:
+        if not self.reached:  # never created there: the public properties would create it now
             return False
-        client = self._mlflow_client
+        client, run_id = self.experiment, str(self.run_id)
         with quick_requests():
             try:
-                client.set_tag(
-                    self._run_id, "forecast.failed_reason", f"tracking lost: {self.lost}"
-                )
-                client.set_terminated(self._run_id, status="FAILED")
+                client.set_tag(run_id, "forecast.failed_reason", f"tracking lost: {self.lost}")
+                client.set_terminated(run_id, status="FAILED")
             except tracking_errors():
                 return False
         return True
