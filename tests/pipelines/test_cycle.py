@@ -70,13 +70,55 @@ def versions(root: Path) -> list[str]:
     return sorted(str(v.version) for v in client(root).search_model_versions(f"name='{NAME}'"))
 
 
+# long enough an epoch to stop a cycle in training; the shared fresh cycle trains this way
+SLOW = ["trainer.max_epochs=3", "trainer.limit_train_batches=12", "registry.min_skill=null"]
+
+
+def _test_metrics(root: Path) -> dict[str, float]:
+    run_id = state(root)["run_id"]
+    return {k: v for k, v in client(root).get_run(run_id).data.metrics.items() if "test/" in k}
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """One cycle on a fresh root: the start of the sequence test, and the uninterrupted
+    reference of the resume test (its metrics are read before the sequence test changes it)."""
+    root = tmp_path_factory.mktemp("fresh")
+    feed(root)
+    proc = run(root, *SLOW)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, proc, state(root), _test_metrics(root)
+
+
 @pytest.mark.slow
-def test_fresh_cycle_then_no_new_data_then_new_data_fine_tuned(tmp_path):
-    feed(tmp_path)
-    first = run(tmp_path, "registry.min_skill=null")
-    assert first.returncode == 0, first.stderr[-3000:]
+def test_evaluate_scores_the_champion_and_a_version_like_promotion(fresh):
+    """`pipelines.evaluate` on the fresh cycle's store: the promotion backtest, logged."""
+    root = fresh[0]
+    env = {**os.environ, "FORECAST_ROOT": str(root), "OMP_NUM_THREADS": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    # runs before the sequence test below grows the feed (file order), so these are the first
+    # cycle's held-out rows
+    data = ["data=grid_store", "data.variables=[field]", f"data.source.path={root / 'feed.zarr'}"]
+    args = [sys.executable, "-m", "pipelines.evaluate", *data, "registry.n_origins=4"]
+    proc = subprocess.run([*args, "version=1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    champion = str(client(root).get_model_version_by_alias(NAME, "champion").version)
+    lines = said(proc)
+    assert len(lines) == len({champion, "1"}) and lines[0].startswith(f"{NAME} v{champion} (")
+    v1 = client(root).get_model_version(NAME, "1")
+    # the first cycle promoted v1 over no champion on these origins: the same backtest
+    promoted = float(v1.tags["backtest_score"])
+    assert float(v1.tags["evaluation/score"]) == pytest.approx(promoted, rel=1e-5)
+    history = client(root).get_metric_history(v1.run_id, "evaluation/backtest")
+    assert [m.value for m in history] == [pytest.approx(promoted, rel=1e-5)]
+
+
+
+@pytest.mark.slow
+def test_fresh_cycle_then_no_new_data_then_new_data_fine_tuned(fresh):
+    tmp_path, first, s, _ = fresh
     assert said(first) and said(first)[-1].startswith("promoted:"), first.stdout
-    s = state(tmp_path)
     assert s["step"] is None and s["version"] == "1" and s["attempt"] == 1
     champion = client(tmp_path).get_model_version_by_alias(NAME, "champion")
     assert str(champion.version) == "1"
@@ -106,54 +148,38 @@ def test_fresh_cycle_then_no_new_data_then_new_data_fine_tuned(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_second_cycle_exits_75_at_once(tmp_path):
-    feed(tmp_path)
-    busy = start(tmp_path, "registry.min_skill=null")
+def test_a_second_cycle_exits_75_and_a_killed_one_resumes_to_the_uninterrupted_metrics(
+    tmp_path, fresh
+):
+    """A cycle stopped in training holds the lock: a second cycle exits 75 at once. Killed
+    there, the next cycle resumes from its last checkpoint to the uninterrupted cycle's metrics."""
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    feed(killed)
+    victim = start(killed, *SLOW)
+    last = killed / "cycle" / "checkpoints" / "attempt-1" / "last.ckpt"
     try:
         deadline = time.monotonic() + 300
-        while not (tmp_path / "cycle" / "state.json").exists():  # the first one holds the lock
-            assert busy.poll() is None, busy.communicate()[1][-3000:]
+        while not last.exists():
+            assert victim.poll() is None, victim.communicate()[1][-3000:]
             assert time.monotonic() < deadline
-            time.sleep(0.2)
+            time.sleep(0.05)
+        time.sleep(0.2)  # let the first epoch's checkpoint be written whole
+        victim.send_signal(signal.SIGSTOP)  # frozen in training, holding the lock
+        assert state(killed)["step"] == "train"
+
         t0 = time.monotonic()
-        second = run(tmp_path)
+        second = run(killed)
         assert second.returncode == 75, second.stderr[-3000:]
         assert len(second.stderr.strip().splitlines()) == 1 and "another cycle" in second.stderr
         assert time.monotonic() - t0 < 60  # at once: it does not wait for the lock
     finally:
-        out, err = busy.communicate(timeout=600)
-    assert busy.returncode == 0, err[-3000:]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=60)
 
-
-def _test_rmse(root: Path) -> dict[str, float]:
-    run_id = state(root)["run_id"]
-    return {k: v for k, v in client(root).get_run(run_id).data.metrics.items() if "test/" in k}
-
-
-@pytest.mark.slow
-def test_a_cycle_killed_in_training_resumes_to_the_uninterrupted_metrics(tmp_path):
-    slow = ["trainer.max_epochs=3", "trainer.limit_train_batches=12", "registry.min_skill=null"]
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    for root in (whole, killed):
-        feed(root)
-    done = run(whole, *slow)
-    assert done.returncode == 0, done.stderr[-3000:]
-
-    victim = start(killed, *slow)
-    last = killed / "cycle" / "checkpoints" / "attempt-1" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.exists():
-        assert victim.poll() is None, victim.communicate()[1][-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    time.sleep(0.5)  # let the first epoch's checkpoint be written whole
-    victim.send_signal(signal.SIGKILL)
-    victim.wait(timeout=60)
-    assert state(killed)["step"] == "train"  # killed during training
-
-    resumed = run(killed, *slow)
+    resumed = run(killed, *SLOW)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert state(killed)["step"] is None
-    assert _test_rmse(killed) == pytest.approx(_test_rmse(whole), rel=1e-6)
+    assert _test_metrics(killed) == pytest.approx(fresh[3], rel=1e-6)
     runs = client(killed).search_runs([client(killed).get_experiment_by_name(NAME).experiment_id])
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]  # the killed one, marked
