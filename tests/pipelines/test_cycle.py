@@ -114,7 +114,6 @@ def test_evaluate_scores_the_champion_and_a_version_like_promotion(fresh):
     assert [m.value for m in history] == [pytest.approx(promoted, rel=1e-5)]
 
 
-
 @pytest.mark.slow
 def test_fresh_cycle_then_no_new_data_then_new_data_fine_tuned(fresh):
     tmp_path, first, s, _ = fresh
