@@ -134,8 +134,9 @@ def backtest(
         raise DataError("every backtest origin has a missing value (NaN) in its context")
     target = values if truth is None else truth
     std = target_std(target, origins, horizon, channel_axis, step)[None]  # (1, 1, ...)
-    total = LeadErrors(horizon, 1)
-    per_origin = [LeadErrors(horizon, 1) for _ in origins]
+    # one process scores alone (rank 0 after a DDP fit): the sums are never gathered across ranks
+    total = LeadErrors(horizon, 1, sync_on_compute=False)
+    per_origin = [LeadErrors(horizon, 1, sync_on_compute=False) for _ in origins]
     for i in range(0, len(origins), max_batch):
         chunk = origins[i : i + max_batch]
         x, y = origin_windows(values, chunk, context, horizon, truth, step)

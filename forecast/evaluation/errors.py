@@ -51,6 +51,8 @@ class LeadErrors(Metric):
         scale: per-channel factor from normalised to physical units, or None.
         names: channel names for per-channel physical metrics (several channels only).
         data_range: value range for PSNR (normalised units).
+        sync_on_compute: gather the sums across processes in ``compute`` (False for a score that
+            one process computes alone, such as rank 0's offline backtest under DDP).
     """
 
     full_state_update = False
@@ -66,8 +68,9 @@ class LeadErrors(Metric):
         scale: Sequence[float] | None = None,
         names: Sequence[str] = (),
         data_range: float | None = None,
+        sync_on_compute: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(sync_on_compute=sync_on_compute)
         self.horizon, self.channels, self.channel_dim = horizon, channels, channel_dim
         if scale is not None and len(scale) != channels:
             raise ValueError(f"scale: expected {channels} channel factors, got {len(scale)}")
