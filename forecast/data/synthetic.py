@@ -250,10 +250,11 @@ def extend_feed(path: str | os.PathLike[str], n_more: int) -> int:
     if n_more < 1:
         raise ValueError(f"n_more must be >= 1, got {n_more}")
     with xr.open_zarr(path, consolidated=False) as ds:
-        params = json.loads(ds.attrs["params"])
+        attrs = dict(ds.attrs)
+        params = json.loads(attrs["params"])
         n_now = int(ds.sizes["time"])
     full = make_grid(n_times=n_now + n_more, **params)
     tail = full.isel(time=slice(n_now, None))
-    tail.attrs = {}  # the feed's attributes stay those of its first write
+    tail.attrs = attrs  # an append rewrites the group's attributes: keep those of the first write
     tail.chunk({"time": 64}).to_zarr(path, mode="a", append_dim="time", consolidated=False)
     return n_now + n_more
