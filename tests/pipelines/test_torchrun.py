@@ -1,17 +1,20 @@
-"""DDP ranks started by torchrun (Lightning's torchelastic environment): one node, two nodes."""
+"""DDP ranks started by torchrun (Lightning's torchelastic environment): one node, two nodes.
+
+Both start on a fresh project root: no data, no tracking store. The ranks generate the synthetic
+store under its file lock and rank 0 alone creates the tracking store.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import mlflow
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = [
@@ -33,13 +36,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _make_data(root: Path) -> None:
-    """Write the synthetic store before the ranks start (they would all generate it at once)."""
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=[*SMALL[:3], f"paths.root_dir={root}"])
-    instantiate(cfg.data.source).open().close()
-
-
 def _env(root: Path) -> dict[str, str]:
     env = {**os.environ, "FORECAST_ROOT": str(root), "OMP_NUM_THREADS": "1"}
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
@@ -51,6 +47,8 @@ def _torchrun(*args: str) -> list[str]:
 
 
 def _one_tracked_run(root: Path):
+    with sqlite3.connect(root / "mlflow.db") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     exp = client.get_experiment_by_name("forecast-synthetic")
     runs = client.search_runs([exp.experiment_id])
@@ -61,16 +59,19 @@ def _one_tracked_run(root: Path):
 
 
 @pytest.mark.slow
-def test_torchrun_one_node_two_processes(tmp_path):
-    _make_data(tmp_path)
+def test_torchrun_one_node_two_processes_on_a_fresh_root(tmp_path):
+    """Two ranks start at once on a fresh root: one data store, one tracking store, one run."""
     cmd = [*_torchrun("--nproc_per_node=2", f"--master_port={_free_port()}"), "trainer=ddp", *SMALL]
     proc = subprocess.run(
         cmd, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert proc.stdout.count("MLflow run id:") == 1  # rank 0 alone reports and tracks
-    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stderr
+    # Lightning's own log line; Hydra's logging (stdout and the job log) or stderr carries it
+    assert "GLOBAL_RANK: 1, MEMBER: 2/2" in proc.stdout + proc.stderr
     _one_tracked_run(tmp_path)
+    stores = [p.name for p in (tmp_path / "data" / "synthetic").iterdir()]
+    assert "grid.zarr" in stores and not [n for n in stores if ".tmp-" in n or ".old-" in n]
 
 
 @pytest.mark.slow
@@ -81,7 +82,6 @@ def test_torchrun_two_nodes_on_localhost(tmp_path):
     for node in (0, 1):
         root = tmp_path / f"node{node}"
         root.mkdir()
-        _make_data(root)
         args = ["--nnodes=2", "--nproc_per_node=1", f"--node_rank={node}"]
         cmd = [*_torchrun(*args, f"--rdzv_endpoint={endpoint}"), "trainer=ddp_torchrun", *SMALL]
         procs.append(
@@ -94,7 +94,7 @@ def test_torchrun_two_nodes_on_localhost(tmp_path):
     for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-4000:]
     assert outs[0][0].count("MLflow run id:") == 1 and "MLflow run id:" not in outs[1][0]
-    assert "MEMBER: 2/2" in outs[1][1]
+    assert "MEMBER: 2/2" in outs[1][0] + outs[1][1]
     run = _one_tracked_run(tmp_path / "node0")
     assert run.data.params["trainer.num_nodes"] == "2"
     assert not (tmp_path / "node1" / "mlflow.db").exists()  # rank 1 never opens a store
