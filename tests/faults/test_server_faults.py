@@ -34,7 +34,7 @@ def store(tmp_path_factory):
     from forecast.models.conv_lstm import ConvLSTMForecaster
     from forecast.serving.packaging import log_forecast_model
     from forecast.serving.pyfunc import model_metadata
-    from forecast.tracking.registry import client_for
+    from forecast.tracking.registry import client_for, register
 
     tmp = tmp_path_factory.mktemp("server")
     uri = f"sqlite:///{tmp}/mlflow.db"
@@ -43,7 +43,6 @@ def store(tmp_path_factory):
     kwargs = {"in_channels": 1, "horizon": 2, "hidden_channels": [2], "kernel_size": 3}
     meta = model_metadata(DataSpec(1, 1, 3, 2, grid=(4, 4), variables=("field",)), max_samples=4)
     norm = Normalizer(("field",), (0.0,), (1.0,))
-    client.create_registered_model(NAME)
     for version in (1, 2, 3):
         torch.manual_seed(0)
         run = client.create_run(exp)
@@ -52,7 +51,7 @@ def store(tmp_path_factory):
             "forecast.models.conv_lstm.ConvLSTMForecaster", kwargs, norm, meta,
             np.zeros((1, 3, 1, 4, 4), np.float32),
         )  # fmt: skip
-        client.create_model_version(NAME, f"models:/{model_id}", run.info.run_id, model_id=model_id)
+        register(client, NAME, model_id, run.info.run_id)
         if version > 1:
             stored = Path(client.get_model_version_download_uri(NAME, str(version))[7:])
             weights = next(stored.rglob("weights.pt"))
