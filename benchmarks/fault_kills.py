@@ -2,9 +2,10 @@
 
 Shared by ``tests/faults/test_kill_trials.py`` and ``python -m benchmarks.faults``. One reference
 cycle on a tiny feed is timed; then each trial starts ``python -m pipelines.cycle`` (resuming
-what the last kill left, or on new data once a cycle completed) and SIGKILLs it after a delay
-drawn from a seeded RNG, stratified over the reference duration so the kills spread over the
-whole cycle. After every trial :func:`check` asserts what must survive a kill; the phase a kill
+what the last kill left, or on new data once a cycle completed) and SIGKILLs it at a seeded
+random moment inside a chosen step (train, promote, forecast; the moments stratified over the
+time that step took in the reference), so the kills spread over the whole cycle on any machine.
+After every trial :func:`check` asserts what must survive a kill; the phase a kill
 hit is read from what it left behind (state step, checkpoints, temporaries, versions).
 """
 
@@ -36,12 +37,13 @@ TINY = [
 
 @dataclass
 class Trial:
-    """One trial: the delay drawn, whether the process was still alive to kill, what it hit."""
+    """One trial: the step aimed at and the delay into it, whether it was killed, what it hit."""
 
     delay: float
     killed: bool
     phase: str
     seconds: float
+    target: str = ""
     problems: list[str] = field(default_factory=list)
 
 
@@ -135,12 +137,14 @@ def check(root: Path, loaded: set[str]) -> list[str]:
     return problems
 
 
-def _phase(root: Path, exited: bool, t0: float, before: int) -> str:
+def _phase(root: Path, exited: bool, t0: float, before: int, seen: dict[str, float]) -> str:
     """Which part of the cycle a kill hit, from what it left behind."""
     from forecast.training.checkpoints import load_checkpoint_file
 
     if exited:
         return "completed"
+    if "done" in seen:
+        return "exit"
     step = state(root).get("step")
     if any((root / "cycle" / "checkpoints").glob("attempt-*/.*.tmp")):
         return "checkpoint write"
@@ -154,67 +158,119 @@ def _phase(root: Path, exited: bool, t0: float, before: int) -> str:
         return "registration"
     fresh = [c for c in _ckpts(root) if c.name == "last.ckpt" and c.stat().st_mtime >= t0]
     if not fresh:
-        return "start"
+        return "training set-up"
     trained = load_checkpoint_file(fresh[-1])["epoch"] >= EPOCHS - 1
     return "test/registration" if trained else "training"
 
 
-def reference(root: Path) -> float:
-    """Write the feed and run one whole cycle; its duration in seconds."""
+STEPS = ("train", "promote", "forecast")
+# the kill plan of one cycle: a step, then a seeded moment inside it (training twice: it holds the
+# checkpoint writes and the registration as well); a resumed run finishes what the last kill left
+PLAN = ("train", "train", "promote", "forecast")
+
+
+def _entered(root: Path, log: Path, step: str, resumed: str | None) -> bool:
+    """Whether the run has begun ``step``.
+
+    The state file says so, or, for the step a resumed run starts at (already in the state file
+    before it starts), its log says it resumes there.
+    """
+    if step == resumed:
+        return log.is_file() and f"resuming at step '{step}'" in log.read_text(errors="replace")
+    return state(root).get("step") == step
+
+
+def _run_watched(
+    root: Path, log: Path, target: str | None = None, offset: float = 0.0
+) -> tuple[subprocess.Popen[bytes], dict[str, float]]:
+    """Start a cycle; kill it ``offset`` seconds after it begins step ``target`` (None: never).
+
+    Returns the finished process and when (seconds from the start) each step was seen to begin
+    (``done``: when the state file said the cycle was over).
+    """
+    resumed = state(root).get("step")
+    proc = start(root, log)
+    t0 = time.monotonic()
+    seen: dict[str, float] = {}
+    while proc.poll() is None:
+        now = time.monotonic() - t0
+        for step in STEPS:
+            if step not in seen and _entered(root, log, step, resumed):
+                seen[step] = now
+        if "forecast" in seen and "done" not in seen and state(root).get("step") is None:
+            seen["done"] = now  # the cycle's work is over (the process is still exiting)
+        if target in seen and now >= seen[target] + offset:
+            proc.send_signal(signal.SIGKILL)
+            break
+        if now > 600:
+            proc.kill()
+            raise RuntimeError(f"a cycle ran over 600 s; see {log}")
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    return proc, seen
+
+
+def reference(root: Path) -> tuple[float, dict[str, float]]:
+    """Write the feed and run one whole cycle; its duration and each step's, in seconds."""
     from forecast.data.synthetic import write_feed
 
     write_feed(root / "feed.zarr", 200, n_lat=16, n_lon=16, n_blobs=4)
     t0 = time.monotonic()
-    proc = start(root, root / "logs" / "reference.log")
-    if proc.wait(timeout=600) != 0:
-        raise RuntimeError((root / "logs" / "reference.log").read_text()[-3000:])
-    return time.monotonic() - t0
+    log = root / "logs" / "reference.log"
+    proc, seen = _run_watched(root, log)
+    total = time.monotonic() - t0
+    if proc.returncode != 0 or set(seen) != {*STEPS, "done"}:
+        raise RuntimeError(f"reference cycle: exit {proc.returncode}, steps seen {seen}:\n"
+                           + log.read_text()[-3000:])  # fmt: skip
+    ends = [seen["promote"], seen["forecast"], seen["done"]]
+    return total, {s: end - seen[s] for s, end in zip(STEPS, ends, strict=True)}
 
 
 def kill_trials(root: Path, kills: int, seed: int = 0) -> tuple[list[Trial], float, bool]:
     """The reference cycle, then trials until ``kills`` processes were SIGKILLed, then one more.
+
+    Each kill is aimed at a step of :data:`PLAN` in turn, at a seeded random moment inside the
+    time that step took in the reference cycle (stratified: the moments of each step spread
+    over it), so the kills hit every part of the cycle whatever the machine's speed.
 
     Returns:
         ``(trials, reference seconds, whether the run after the last trial completed)``.
     """
     from forecast.data.synthetic import extend_feed
 
-    duration = reference(root)
+    duration, spans = reference(root)
     loaded: set[str] = set()
     problems = check(root, loaded)
     if problems:
         raise RuntimeError(f"the reference cycle left: {problems}")
     rng = random.Random(seed)
-    slots = list(range(kills))
-    rng.shuffle(slots)
+    plan = [PLAN[k % len(PLAN)] for k in range(kills)]
+    per_step = {s: plan.count(s) for s in STEPS}
+    slot = {s: rng.sample(range(max(per_step[s], 1)), per_step[s]) for s in STEPS}
     trials: list[Trial] = []
     for i in range(3 * kills):
-        if sum(t.killed for t in trials) >= kills:
+        done = sum(t.killed for t in trials)
+        if done >= kills:
             break
         if state(root).get("step") is None:
             extend_feed(root / "feed.zarr", 8)  # new data: a whole new cycle to kill
-        slot = slots[sum(t.killed for t in trials) % kills]
-        delay = duration * (slot + rng.random()) / kills
+        target = plan[done]
+        nth = slot[target][sum(plan[j] == target for j in range(done))]
+        offset = 0.7 * spans[target] * (nth + rng.random()) / per_step[target]
         before, t0 = versions(root), time.time()
-        proc = start(root, root / "logs" / f"trial-{i}.log")
         started = time.monotonic()
-        try:
-            proc.wait(timeout=delay)
-            exited = True
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
-            exited = False
-        trial = Trial(delay, not exited, _phase(root, exited, t0, before),
-                      time.monotonic() - started)  # fmt: skip
+        proc, seen = _run_watched(root, root / "logs" / f"trial-{i}.log", target, offset)
+        exited = proc.returncode != -signal.SIGKILL
+        trial = Trial(offset, not exited, _phase(root, exited, t0, before, seen),
+                      time.monotonic() - started, target=target)  # fmt: skip
         if exited and proc.returncode != 0:
             trial.problems.append(f"a run after a kill exited {proc.returncode}")
         trial.problems += check(root, loaded)
         trials.append(trial)
     if state(root).get("step") is None:
         extend_feed(root / "feed.zarr", 8)
-    last = start(root, root / "logs" / "final.log")
-    completed = last.wait(timeout=600) == 0 and state(root).get("step") is None
+    last, _ = _run_watched(root, root / "logs" / "final.log")
+    completed = last.returncode == 0 and state(root).get("step") is None
     if completed:
         extra = check(root, loaded)
         completed = not extra
