@@ -23,11 +23,14 @@ class ConvLSTMForecaster(nn.Module):
         kernel_size: odd convolution kernel size.
         out_channels: output channels (default: ``in_channels``).
         peephole: use the ConvLSTM peephole (Hadamard) terms.
-        patch: space-to-depth factor; H and W must be divisible by it.
+        patch: space-to-depth factor.
         residual: predict increments over the last input frame.
         frame_channels: optional CNN frame encoder (one stride-2 layer per entry) before the
-            recurrent stacks, mirrored by a transposed-conv decoder after them; H / patch and
-            W / patch must then be divisible by 2 ** len(frame_channels).
+            recurrent stacks, mirrored by a transposed-conv decoder after them.
+
+    Any grid is accepted: one that ``patch * 2 ** len(frame_channels)`` does not divide (e.g.
+    25 x 53 with a patch of 2) is padded at its bottom and right edges by repeating the edge
+    values, and the forecast is cropped back to H x W, so the padding never reaches the loss.
     """
 
     gridded = True  # the task adds image metrics (SSIM, PSNR)
@@ -53,6 +56,8 @@ class ConvLSTMForecaster(nn.Module):
             )
         self.in_channels, self.out_channels, self.horizon = in_channels, out_channels, horizon
         self.patch, self.residual = patch, residual
+        # H and W are padded up to a multiple of this (space-to-depth, then the stride-2 codec)
+        self.multiple = patch * 2 ** len(frame_channels or [])
         hidden = list(hidden_channels)
         p2 = patch * patch
         frames = list(frame_channels or [])
@@ -74,10 +79,12 @@ class ConvLSTMForecaster(nn.Module):
                 f"expected input (B, T, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
         b, t, c, h, w = x.shape
-        p = self.patch
-        if h % p or w % p:
-            raise ValueError(f"grid {h}x{w} is not divisible by patch size {p}")
-        z = F.pixel_unshuffle(x.reshape(b * t, c, h, w), p).reshape(b, t, c * p * p, h // p, w // p)
+        p, m = self.patch, self.multiple
+        hp, wp = h + (-h) % m, w + (-w) % m  # the padded grid
+        z = x.reshape(b * t, c, h, w)
+        if (hp, wp) != (h, w):  # edge values repeated: no artificial fronts at the border
+            z = F.pad(z, (0, wp - w, 0, hp - h), mode="replicate")
+        z = F.pixel_unshuffle(z, p).reshape(b, t, c * p * p, hp // p, wp // p)
         if self.frame_encoder is not None:
             z = self.frame_encoder(z)  # (B, T, C_f, h / 2^L, w / 2^L)
         _, states = self.encoder(z)
@@ -86,7 +93,8 @@ class ConvLSTMForecaster(nn.Module):
             y = self.head(out).flatten(0, 1)  # (B*horizon, C_out*p*p, h/p, w/p)
         else:
             y = self.head(out.flatten(0, 1))
-        y = F.pixel_shuffle(y, p).reshape(b, self.horizon, self.out_channels, h, w)
+        y = F.pixel_shuffle(y, p).reshape(b, self.horizon, self.out_channels, hp, wp)
+        y = y[..., :h, :w]  # (B, horizon, C_out, H, W): the padding cropped off
         if self.residual:
             y = y + x[:, -1:].to(y.dtype)
         return y

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from forecast.models.conv_lstm import ConvLSTMForecaster
+from forecast.models.encoders import FrameEncoder
 
 
 @pytest.mark.parametrize("frames", [None, [4], [4, 6]])
@@ -12,9 +13,33 @@ def test_shapes_with_and_without_frame_codec(frames):
     assert m(x).shape == (2, 3, 1, 16, 8)
 
 
+@pytest.mark.parametrize(
+    ("grid", "patch", "frames"),
+    [((25, 53), 2, None), ((33, 49), 4, None), ((33, 49), 2, [4]), ((10, 8), 1, [4, 4])],
+)
+def test_grid_the_patch_does_not_divide_is_padded_inside_the_net(grid, patch, frames):
+    torch.manual_seed(0)
+    m = ConvLSTMForecaster(1, horizon=2, hidden_channels=[4], patch=patch, frame_channels=frames)
+    x = torch.randn(2, 3, 1, *grid)
+    y = m(x)
+    assert y.shape == (2, 2, 1, *grid) and bool(torch.isfinite(y).all())
+
+
+def test_padding_is_cropped_off_and_reads_only_the_grid():
+    # the forecast of a padded grid depends on the grid alone: its gradient reaches every input
+    # cell and the output keeps the input's exact size (nothing of the padding is returned)
+    torch.manual_seed(0)
+    m = ConvLSTMForecaster(1, horizon=1, hidden_channels=[4], patch=4)
+    x = torch.randn(1, 2, 1, 9, 7, requires_grad=True)
+    y = m(x)
+    assert y.shape == (1, 1, 1, 9, 7)
+    y.sum().backward()
+    assert x.grad is not None and bool((x.grad[:, -1] != 0).all())
+
+
 def test_frame_codec_refuses_indivisible_grid_and_bad_channels():
-    m = ConvLSTMForecaster(1, horizon=2, hidden_channels=[4], patch=1, frame_channels=[4, 4])
     with pytest.raises(ValueError, match="not divisible by 4"):
-        m(torch.randn(1, 3, 1, 10, 8))
+        FrameEncoder(1, [4, 4])(torch.randn(1, 3, 1, 10, 8))
+    m = ConvLSTMForecaster(1, horizon=2, hidden_channels=[4], patch=1, frame_channels=[4, 4])
     with pytest.raises(ValueError, match=r"expected input \(B, T, 1, H, W\)"):
         m(torch.randn(1, 3, 2, 8, 8))
