@@ -9,16 +9,16 @@ Unknown exceptions are bugs and keep their traceback.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import os
 import pickle
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from forecast.environ import scoped_environ
 from forecast.errors import ForecastError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,26 +35,6 @@ def debugging() -> bool:
         full = os.environ.get("HYDRA_FULL_ERROR", "")
         os.environ[DEBUG_ENV] = "1" if full not in ("", "0") else "0"
     return os.environ[DEBUG_ENV] == "1"
-
-
-@contextlib.contextmanager
-def scoped_environ(*names: str) -> Iterator[None]:
-    """Restore ``names`` in ``os.environ`` when an entry point returns or exits.
-
-    An entry point's settings (:data:`DEBUG_ENV`, ``HYDRA_FULL_ERROR``) are for its own process
-    tree (DDP ranks, launcher jobs started inside it inherit them), not for a caller that ran it
-    in-process: a test asking for tracebacks must not turn the next entry point's one-line
-    errors into tracebacks.
-    """
-    saved = {n: os.environ.get(n) for n in names}
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _first_line(text: str) -> str:

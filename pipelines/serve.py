@@ -6,7 +6,8 @@ import argparse
 import logging
 import os
 
-from pipelines._cli import DEBUG_ENV, guarded, scoped_environ
+from forecast.environ import scoped_environ
+from pipelines._cli import DEBUG_ENV, guarded
 
 # forecasts run one at a time per worker, on one thread (forecast.serving.torch_thread), so the
 # cores are split between workers: grid p50 18.8 ms at 1 thread, 13.4 ms at 2 on 2 cores

@@ -10,14 +10,14 @@ line. The run is marked FAILED where the server answers again, with one quick at
 from __future__ import annotations
 
 import contextlib
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from forecast.environ import scoped_environ
 from forecast.errors import ForecastError
 from forecast.tracking.mlflow import check_reachable
 
@@ -36,19 +36,9 @@ def tracking_errors() -> tuple[type[BaseException], ...]:
     return (MlflowException, RequestException, OSError)
 
 
-@contextlib.contextmanager
-def quick_requests() -> Iterator[None]:
+def quick_requests() -> contextlib.AbstractContextManager[None]:
     """MLflow HTTP calls without retries and with a 5 s timeout (for a best-effort mark)."""
-    saved = {k: os.environ.get(k) for k in QUICK}
-    os.environ.update(QUICK)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return scoped_environ(values=QUICK)
 
 
 def _first(e: BaseException) -> str:
