@@ -24,6 +24,7 @@ from forecast.data.offline import latest_window
 from forecast.data.spec import DataSpec
 from forecast.errors import ConfigError
 from forecast.evaluation.errors import latitude_weights
+from forecast.evaluation.references import score_references
 from forecast.runs.preflight import check_tracking
 from forecast.runs.promote import promote_on_data
 from forecast.runs.sweep import sweep_job
@@ -70,6 +71,7 @@ class TrainResult:
         model_name: the registered model's name, or None.
         model_version: the registered version, or None.
         promotion: the champion decision in words, or None.
+        step_hours: hours per lead step (leads in hours in the summary), or None.
     """
 
     score: float
@@ -83,6 +85,7 @@ class TrainResult:
     model_name: str | None = None
     model_version: str | None = None
     promotion: str | None = None
+    step_hours: float | None = None
 
 
 def _net_kwargs(partial: Any, spec: DataSpec) -> dict[str, Any]:
@@ -119,6 +122,23 @@ def _metric_options(dm: Any, spec: DataSpec) -> dict[str, Any]:
         scale = list(norm.subset(targets).scale)
     weights = latitude_weights(spec.lat).tolist() if spec.lat else None
     return {"lat_weights": weights, "target_scale": scale, "target_names": targets}
+
+
+def _references(cfg: DictConfig, dm: Any, spec: DataSpec) -> dict[str, float]:
+    """The preset's ``references`` (name -> net partial) scored on the test windows."""
+    nets = {
+        str(name): build_net(instantiate(ref), spec, dm)[0]
+        for name, ref in cfg.references.items()
+        if ref is not None  # `references.NAME=null` switches one off
+    }
+    options = _metric_options(dm, spec)
+    limit = cfg.trainer.get("limit_test_batches")
+    return score_references(
+        nets, dm.datasets["test"], int(dm.batch_size), spec.horizon,
+        gridded=spec.grid is not None and spec.n_sensors is None,
+        lat_weights=options["lat_weights"], scale=options["target_scale"],
+        names=options["target_names"], max_batches=limit if isinstance(limit, int) else None,
+    )  # fmt: skip
 
 
 def _logger(cfg: DictConfig) -> MLFlowLogger | None:
@@ -204,6 +224,11 @@ def train(cfg: DictConfig) -> TrainResult:
     val_score = best if best is not None else trainer.callback_metrics.get(cfg.monitor)
     tested = trainer.test(task, datamodule=dm, verbose=False)[0]
     metrics = {k: float(v) for k, v in tested.items()}
+    if trainer.is_global_zero and cfg.get("references"):  # same windows, same error sums
+        references = _references(cfg, dm, spec)
+        metrics.update(references)
+        if logger is not None:
+            logger.log_metrics(references)
     if (cfg.get("registry") or {}).get("min_skill") is not None:  # the gate reads the best's skill
         checked = trainer.validate(task, datamodule=dm, verbose=False)[0]
         metrics.update({k: float(v) for k, v in checked.items() if k.startswith("val/")})
@@ -216,6 +241,7 @@ def train(cfg: DictConfig) -> TrainResult:
         horizon=spec.horizon,
         checkpoint=ckpt,
         rank_zero=trainer.is_global_zero,
+        step_hours=spec.step_hours,
     )
     if logger is not None and trainer.is_global_zero:  # only rank 0 logs, registers, promotes
         result.run_id = logger.run_id
