@@ -33,13 +33,13 @@ def _dm(name: str, tmp_path: Path, overrides: list[str]):
 def test_ncep_air_decoded_and_split_by_dates(tmp_path):
     dm = _dm("ncep_air", tmp_path, ["context_steps=8", "horizon=4"])
     spec = dm.describe()
-    assert spec.grid == (24, 52) and spec.in_channels == 1  # cropped by the preset
+    assert spec.grid == (25, 53) and spec.in_channels == 1  # the full grid, never cropped
     assert dm.bounds() == {"train": (0, 1460), "val": (1460, 2184), "test": (2184, 2920)}
     dm.setup()
     # int16 x 0.01 K decoded: a 2013 mean near the data set's 281 K, a std of several K
     assert 270 < dm.normalizer.offset[0] < 290 and 5 < dm.normalizer.scale[0] < 25
     item = dm.datasets["test"][0]
-    assert item["x"].shape == (8, 1, 24, 52) and bool(item["x_mask"].all())
+    assert item["x"].shape == (8, 1, 25, 53) and bool(item["x_mask"].all())
     assert abs(float(item["x"].mean())) < 3
     assert sum(dm.skipped.values()) == 0
 
