@@ -168,3 +168,44 @@ def test_forecast_job_on_a_store_lacking_the_models_variables(store, tmp_path):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-800:]
     assert "lacks the model's variables ['field']" in lines[0]
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+FILL_TMPFS = """
+mount -t tmpfs -o size=256k tmpfs "$DISK" || exit 97
+dd if=/dev/zero of="$DISK/filler" bs=4k 2>/dev/null  # the disk is full before the job starts
+"$@" 2>"$DISK.stderr"; rc=$?
+ls -A "$DISK/out" > "$DISK.left" 2>/dev/null
+exit $rc
+"""
+
+
+def test_forecast_job_on_a_full_disk_fails_in_one_line_and_leaves_no_file(store, tmp_path):
+    """A real full filesystem: a 256 KiB tmpfs, filled, mounted in a user+mount namespace."""
+    import pandas as pd
+    import xarray as xr
+
+    uri, _ = store
+    times = pd.date_range("2020-01-01", periods=40, freq="6h")
+    field = np.random.default_rng(0).standard_normal((40, 4, 4)).astype("float32")
+    coords = {"time": times, "lat": np.linspace(-5, 5, 4), "lon": np.linspace(0, 10, 4)}
+    path = tmp_path / "field.nc"
+    xr.Dataset({"field": (("time", "lat", "lon"), field)}, coords=coords).to_netcdf(path)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    env = {**os.environ, "FORECAST_ROOT": str(tmp_path), "DISK": str(disk)}
+    env.pop("HYDRA_FULL_ERROR", None)
+    job = [sys.executable, "-m", "pipelines.forecast", "data=grid_store",
+           f"data.source.path={path}", "data.variables=[field]", f"tracking_uri={uri}",
+           f"model_name={NAME}", f"output_dir={disk / 'out'}"]  # fmt: skip
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", FILL_TMPFS, "sh", *job],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if proc.returncode == 97 or "unshare:" in proc.stderr:
+        pytest.skip(f"no user and mount namespaces here: {proc.stderr.strip()[:200]}")
+    stderr = Path(f"{disk}.stderr").read_text()
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2 and len(lines) == 1, stderr[-1500:]
+    assert "No space left on device" in lines[0] and str(disk / "out") in lines[0], lines[0]
+    assert "Traceback" not in stderr
+    assert Path(f"{disk}.left").read_text().split() == []  # no forecast, no temporary

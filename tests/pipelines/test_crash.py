@@ -24,6 +24,12 @@ ARGS = [
     "data.source.n_lon=16",
     "data.batch_size=4",
     "trainer.max_epochs=50",
+    # short epochs: the kill lands in training a second after the first checkpoint, and the run
+    # after it (one epoch) tests, registers and backtests on a few batches
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "registry.n_origins=2",
     "trainer.enable_progress_bar=false",
 ]
 
