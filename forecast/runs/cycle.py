@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from forecast.runs.train import train
 from forecast.tracking.mlflow import absolute_tracking_uri
 from forecast.tracking.registry import alias_version, client_for
 from forecast.tracking.store import ensure_store
-from forecast.training.checkpoints import checkpoint_problem
+from forecast.training.checkpoints import SUFFIX, checkpoint_problem
 
 log = logging.getLogger(__name__)
 
@@ -167,13 +168,23 @@ def _init_weights(cfg: DictConfig, uri: str, folder: Path) -> str | None:
     if mv is None or not mv.run_id:
         log.info("no champion yet: fine-tuning starts from scratch")
         return None
+    # fetched into a scratch folder beside it, then renamed: a kill mid-download leaves no
+    # partial init.ckpt (and the scratch folder of a killed fetch is removed by the next)
+    scratch = folder / ".init-download"
+    shutil.rmtree(scratch, ignore_errors=True)
     got = mlflow.artifacts.download_artifacts(
-        run_id=mv.run_id, artifact_path="checkpoints", tracking_uri=uri, dst_path=str(folder)
+        run_id=mv.run_id, artifact_path="checkpoints", tracking_uri=uri, dst_path=str(scratch)
     )
     ckpts = sorted(Path(got).glob("*.ckpt"))
     if not ckpts:
         raise ForecastError(f"champion v{mv.version} (run {mv.run_id}) has no logged checkpoint")
+    digest, target_digest = (p.with_name(p.name + SUFFIX) for p in (ckpts[0], target))
+    if digest.is_file():  # a kill between the two renames pairs a digest with another file:
+        digest.replace(target_digest)  # refused as corrupt above, and fetched again
+    else:
+        target_digest.unlink(missing_ok=True)
     ckpts[0].replace(target)
+    shutil.rmtree(scratch, ignore_errors=True)
     return str(target)
 
 
