@@ -4,7 +4,7 @@ Shared by ``tests/faults/test_kill_trials.py`` and ``python -m benchmarks.faults
 cycle on a tiny feed is timed; then each trial starts ``python -m pipelines.cycle`` (resuming
 what the last kill left, or on new data once a cycle completed) and SIGKILLs it at a seeded
 random moment inside a chosen step (train, promote, forecast; the moments stratified over the
-time that step took in the reference), so the kills spread over the whole cycle on any machine.
+time that step last took), so the kills spread over the whole cycle on any machine.
 After every trial :func:`check` asserts what must survive a kill; the phase a kill
 hit is read from what it left behind (state step, checkpoints, temporaries, versions).
 """
@@ -222,16 +222,26 @@ def reference(root: Path) -> tuple[float, dict[str, float]]:
     if proc.returncode != 0 or set(seen) != {*STEPS, "done"}:
         raise RuntimeError(f"reference cycle: exit {proc.returncode}, steps seen {seen}:\n"
                            + log.read_text()[-3000:])  # fmt: skip
-    ends = [seen["promote"], seen["forecast"], seen["done"]]
-    return total, {s: end - seen[s] for s, end in zip(STEPS, ends, strict=True)}
+    return total, _spans(seen)
+
+
+def _spans(seen: dict[str, float]) -> dict[str, float]:
+    """How long each step took in a run that was not killed: from its start to the next's."""
+    order = [*STEPS, "done"]
+    return {
+        step: seen[after] - seen[step]
+        for step, after in zip(order, order[1:], strict=False)
+        if step in seen and after in seen
+    }
 
 
 def kill_trials(root: Path, kills: int, seed: int = 0) -> tuple[list[Trial], float, bool]:
     """The reference cycle, then trials until ``kills`` processes were SIGKILLed, then one more.
 
     Each kill is aimed at a step of :data:`PLAN` in turn, at a seeded random moment inside the
-    time that step took in the reference cycle (stratified: the moments of each step spread
-    over it), so the kills hit every part of the cycle whatever the machine's speed.
+    time that step took in the latest run that went through it unkilled (the reference first;
+    stratified: the moments of each step spread over it), so the kills hit every part of the
+    cycle whatever the machine's speed and load.
 
     Returns:
         ``(trials, reference seconds, whether the run after the last trial completed)``.
@@ -265,6 +275,8 @@ def kill_trials(root: Path, kills: int, seed: int = 0) -> tuple[list[Trial], flo
                       time.monotonic() - started, target=target)  # fmt: skip
         if exited and proc.returncode != 0:
             trial.problems.append(f"a run after a kill exited {proc.returncode}")
+        if exited:  # the machine's speed changes (load): aim by the latest steps that ran whole
+            spans.update(_spans(seen))
         trial.problems += check(root, loaded)
         trials.append(trial)
     if state(root).get("step") is None:
