@@ -34,6 +34,20 @@ def test_etth1_preset_runs_unchanged_on_unseen_variants(preset, capsys):
     assert cases[(preset + "@columns", "mse")]["reference"] is None
 
 
+def test_ncep_air_preset_runs_unchanged_on_a_second_grid(capsys):
+    if not (SHARED / "ncep_air_temperature" / "air_temperature.zarr").exists():
+        pytest.skip(f"no NCEP air temperature under {SHARED}")
+    skill.main(["--cases", "ncep_air", "--quick", "--generality"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cases = {(c["case"], c["lead"]): c for c in out["cases"]}
+    for variant in ("ncep_air", "ncep_air@grid"):  # the full 25 x 53 grid, then 13 x 27 with NaN
+        for lead in (6, 12, 24, 48, 72):
+            c = cases[(variant, lead)]
+            assert c["metric"] == "rmse_lat_phys" and c["units"] == "degK"
+            assert math.isfinite(c["value"]) and math.isfinite(c["baseline"])
+            assert c["reference"] is None
+
+
 def test_unknown_case_is_refused():
     with pytest.raises(SystemExit, match="no preset conf/experiment/nope.yaml"):
         skill.main(["--cases", "nope:96"])
