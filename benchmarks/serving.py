@@ -77,7 +77,9 @@ def build(entry: dict[str, Any]) -> nn.Module:
 def publish(uri: str, name: str, entry: dict[str, Any]) -> np.ndarray:
     """Log, register and alias one model as champion; return a raw single-sample input."""
     client = client_for(uri)
-    run = client.create_run(client.create_experiment(name))
+    # artifacts beside the sqlite store: without a location MLflow puts them in ./mlruns
+    art = Path(uri.removeprefix("sqlite:///")).parent / "artifacts" / name
+    run = client.create_run(client.create_experiment(name, artifact_location=art.as_uri()))
     spec: DataSpec = entry["spec"]
     meta = model_metadata(spec)
     c = len(spec.variables)
