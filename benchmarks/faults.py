@@ -47,7 +47,8 @@ import sys, numpy as np, pandas as pd, xarray as xr
 from pathlib import Path
 from forecast.runs.forecast import write_atomic
 path, i = Path(sys.argv[1]), 0
-while True:
+writes = int(sys.argv[2]) if len(sys.argv) > 2 else None  # None: until killed
+while writes is None or i < writes:
     i += 1
     v = np.full((64, 64, 64), float(i))
     t = pd.date_range("2020", periods=64)
@@ -209,7 +210,8 @@ def kill_trials(tmp: Path, n: int, seed: int = 0) -> tuple[int, int, int]:
     Returns:
         ``(survived, data_lost, leftover temporaries)``: survived when the file afterwards is
         absent (killed before the first rename) or a complete dataset; lost when a file that
-        existed complete before the kill is gone or unreadable.
+        existed complete before the kill is gone or unreadable; temporaries counted after the
+        writer that follows the last kill.
     """
     rng = random.Random(seed)
     path = tmp / "kill" / "forecast.nc"
@@ -234,6 +236,9 @@ def kill_trials(tmp: Path, n: int, seed: int = 0) -> tuple[int, int, int]:
             complete = False
         survived += int(complete)
         lost += int((existed or path.exists()) and not complete)
+    # a killed writer's hidden temporary is removed by the next writer: count after one more
+    subprocess.run([sys.executable, "-c", WRITER, str(path), "1"], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
     leftovers = len([p for p in path.parent.iterdir() if p.name != path.name])
     return survived, lost, leftovers
 
