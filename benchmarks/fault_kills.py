@@ -169,15 +169,15 @@ STEPS = ("train", "promote", "forecast")
 PLAN = ("train", "train", "promote", "forecast")
 
 
-def _entered(root: Path, log: Path, step: str, resumed: str | None) -> bool:
-    """Whether the run has begun ``step``.
+def _entered(step: str, now_step: str | None, resumed: str | None, log: Path) -> bool:
+    """Whether the run has begun ``step``, given the state file's step now.
 
     The state file says so, or, for the step a resumed run starts at (already in the state file
     before it starts), its log says it resumes there.
     """
     if step == resumed:
         return log.is_file() and f"resuming at step '{step}'" in log.read_text(errors="replace")
-    return state(root).get("step") == step
+    return now_step == step
 
 
 def _run_watched(
@@ -193,11 +193,11 @@ def _run_watched(
     t0 = time.monotonic()
     seen: dict[str, float] = {}
     while proc.poll() is None:
-        now = time.monotonic() - t0
+        now, now_step = time.monotonic() - t0, state(root).get("step")  # one read a poll
         for step in STEPS:
-            if step not in seen and _entered(root, log, step, resumed):
+            if step not in seen and _entered(step, now_step, resumed, log):
                 seen[step] = now
-        if "forecast" in seen and "done" not in seen and state(root).get("step") is None:
+        if "forecast" in seen and "done" not in seen and now_step is None:
             seen["done"] = now  # the cycle's work is over (the process is still exiting)
         if target in seen and now >= seen[target] + offset:
             proc.send_signal(signal.SIGKILL)
