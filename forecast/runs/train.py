@@ -223,7 +223,7 @@ def train(cfg: DictConfig) -> TrainResult:
     best = saver.best_model_score if saver else None
     val_score = best if best is not None else trainer.callback_metrics.get(cfg.monitor)
     tested = trainer.test(task, datamodule=dm, verbose=False)[0]
-    metrics = {k: float(v) for k, v in tested.items()}
+    metrics = {k: float(v) for k, v in tested.items()} | task.lead_metrics
     if trainer.is_global_zero and cfg.get("references"):  # same windows, same error sums
         references = _references(cfg, dm, spec)
         metrics.update(references)
