@@ -52,6 +52,8 @@ class CsvSensorSource:
         freq: put the series on this regular step (``"1h"``): absent rows become NaN (masked).
         coords: optional sensor coordinates ``{sensor: [lat, lon]}``.
         rename: column/sensor-dim names mapped onto the schema.
+        units: physical units per column (``{"PM2.5": "ug/m3"}``): CSV has no place for them;
+            they label metrics tables and plots.
     """
 
     path: str
@@ -62,6 +64,7 @@ class CsvSensorSource:
     freq: str | None = None
     coords: dict[str, list[float]] = field(default_factory=dict)
     rename: dict[str, str] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
 
     def _read(self, f: Path) -> pd.DataFrame:
         df = pd.read_csv(f, low_memory=False)  # one dtype per column, not per chunk
@@ -136,6 +139,12 @@ class CsvSensorSource:
         elif times.is_monotonic_increasing is False and len(sensors) > 1:
             times = times.sort_values()
         frame = df.set_index([TIME, SENSOR])
+        typos = sorted(set(self.units) - set(frame.columns))
+        if typos:
+            raise DataError(
+                f"{self.path}: `units` names columns {typos} that are not read; columns: "
+                f"{list(frame.columns)}"
+            )
         ds = xr.Dataset(coords={TIME: times.to_numpy(), SENSOR: sensors})
         full = pd.MultiIndex.from_product([times, sensors], names=[TIME, SENSOR])
         for col in frame.columns:
@@ -146,6 +155,8 @@ class CsvSensorSource:
                 except (TypeError, ValueError):
                     values = values.astype(str)
             ds[col] = ((TIME, SENSOR), values)
+            if col in self.units:
+                ds[col].attrs["units"] = str(self.units[col])
         if self.coords:
             unknown = sorted(set(self.coords) - set(sensors))
             if unknown:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -51,23 +52,49 @@ class Persistence(nn.Module):
 class SeasonalNaive(nn.Module):
     """Seasonal naive as a net.  x: (B, T, ...) -> (B, horizon, ...).
 
+    Sensor targets may be a subset of the inputs (Beijing: PM2.5 of 11 variables); the
+    forecast then holds the target features only, as the task's persistence does.
+
     Args:
         horizon: forecast steps.
         period: season length in steps (e.g. 4 for a daily cycle at 6-hourly steps).
         context: T, to refuse a period longer than the context at build time.
         grid: (H, W) for gridded data.
+        variables: input names (sensor data: to find the targets among the features).
+        targets: target names; empty or equal to ``variables``: every input is a target.
     """
 
+    target_index: Tensor  # a buffer, declared for the type checker
+
     def __init__(
-        self, horizon: int, period: int, context: int, grid: tuple[int, int] | None = None
+        self,
+        horizon: int,
+        period: int,
+        context: int,
+        grid: tuple[int, int] | None = None,
+        variables: Sequence[str] = (),
+        targets: Sequence[str] = (),
     ) -> None:
         super().__init__()
         if not 0 < period <= context:
             raise ValueError(f"period: expected 1 <= period <= context {context}, got {period}")
         self.horizon, self.period, self.gridded = horizon, period, grid is not None
+        inputs, wanted = list(variables), list(targets)
+        index: list[int] = []
+        if wanted and wanted != inputs:
+            absent = [t for t in wanted if t not in inputs]
+            if absent:
+                raise ValueError(f"targets {absent} are not among the inputs {inputs}")
+            index = [inputs.index(t) for t in wanted]
+        # empty: the inputs are the targets (also read by the task's persistence)
+        self.register_buffer(
+            "target_index", torch.tensor(index, dtype=torch.long), persistent=False
+        )
 
     def forward(self, x: Tensor) -> Tensor:
-        """x: (B, T, ...) -> (B, horizon, ...)."""
+        """x: (B, T, ..., F) -> (B, horizon, ..., F_out) (features last for sensor data)."""
+        if self.target_index.numel():
+            x = x.index_select(-1, self.target_index)
         return seasonal_naive(x, self.horizon, self.period)
 
 

@@ -43,9 +43,7 @@ def print_references(result: TrainResult, console: Console) -> None:
     table.add_column("lead h" if hours else "lead", justify="right")
     for col in ("model", *refs, "model / best reference"):
         table.add_column(col, justify="right")
-    for k in range(1, result.horizon + 1):
-        if k not in chosen_leads(result.horizon):
-            continue
+    for k in chosen_leads(result.horizon):
         model = m[f"test/{metric}_lead{k}"]
         values = [m[f"test/{r}_{metric}_lead{k}"] for r in refs]
         best = min(values, default=float("nan"))
@@ -61,7 +59,7 @@ def print_summary(result: TrainResult, console: Console | None = None) -> None:
     for col in ("lead", "MSE model", "MSE persistence", "skill"):
         table.add_column(col, justify="right")
     m = result.metrics
-    for k in range(1, result.horizon + 1):
+    for k in chosen_leads(result.horizon):
         table.add_row(
             str(k),
             f"{m[f'test/mse_lead{k}']:.4f}",

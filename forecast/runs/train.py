@@ -281,7 +281,8 @@ def _log_model(
     why = unservable(net, spec)  # also: the net needs more than x, so no gradient probe
     frames = _frames(dm, net) if spec.grid and not why else None
     grads = _input_gradients(dm, net) if not why else None
-    log_plots(client, run_id, metrics, spec.horizon, frames, grads)
+    log_plots(client, run_id, metrics, spec.horizon, frames, grads, spec.step_hours,
+              target_units(dm))  # fmt: skip
 
     net_cfg = OmegaConf.to_container(cfg.model.net, resolve=True)
     assert isinstance(net_cfg, dict)
@@ -333,12 +334,28 @@ def _log_model(
 
 
 def _frames(dm: Any, net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray, str]:
-    """Truth and forecast of the first variable for the first held-out window (normalised)."""
+    """Truth and forecast of the first target for the first held-out window, in data units."""
     item = dm.datasets["test"][0]
     net.eval()
     with torch.no_grad():
         pred = net(item["x"][None])[0]
-    return item["y"][:, 0].numpy(), pred[:, 0].numpy(), str(dm.variables[0])
+    truth, guess = item["y"][:, :1].numpy(), pred[:, :1].numpy()  # (horizon, 1, H, W)
+    name = str(list(getattr(dm, "targets", None) or dm.variables)[0])
+    norm = getattr(dm, "normalizer", None)
+    if norm is not None and name in norm.variables:
+        one = norm.subset([name])
+        truth, guess = one.inverse(truth, axis=1), one.inverse(guess, axis=1)
+    return truth[:, 0], guess[:, 0], name
+
+
+def target_units(dm: Any) -> str | None:
+    """The first target's ``units`` attribute in the data module's dataset, or None."""
+    ds = getattr(dm, "dataset", None)
+    names = list(getattr(dm, "targets", None) or getattr(dm, "variables", None) or [])
+    if ds is None or not names or names[0] not in getattr(ds, "data_vars", {}):
+        return None
+    units = ds[names[0]].attrs.get("units")
+    return None if units is None else str(units)
 
 
 def _input_gradients(dm: Any, net: torch.nn.Module) -> dict[str, Any]:

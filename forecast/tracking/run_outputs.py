@@ -35,26 +35,31 @@ def log_plots(
     horizon: int,
     frames: tuple[np.ndarray, np.ndarray, str] | None = None,
     flow: dict[str, Any] | None = None,
+    step_hours: float | None = None,
+    units: str | None = None,
 ) -> list[str]:
-    """Log the per-lead skill curve and (gridded data) forecast-vs-truth frames under ``plots/``.
+    """Log the per-lead error and skill curves and (gridded data) forecast-vs-truth frames.
 
     Args:
         client: bound to the tracking store.
         run_id: the run.
         metrics: held-out metrics with per-lead keys (see :func:`plots.skill_curve`).
         horizon: lead times.
-        frames: ``(truth, forecast, variable)`` with arrays ``(horizon, H, W)``, or None.
+        frames: ``(truth, forecast, variable)`` with arrays ``(horizon, H, W)`` in physical
+            units, or None.
         flow: gradient flow per lag (:func:`forecast.training.gradient_flow.gradient_flow`).
+        step_hours: hours per lead (plots' lead axes in hours), or None.
+        units: the target's physical units (axis and colour-bar labels), or None.
 
     Returns:
-        The artifact paths written.
+        The artifact paths written, under ``plots/``.
     """
     figures: dict[str, Figure] = {}
     if all(f"test/skill_lead{k}" in metrics for k in range(1, horizon + 1)):
-        figures["skill_per_lead"] = skill_curve(metrics, horizon)
+        figures["skill_per_lead"] = skill_curve(metrics, horizon, step_hours, units)
     if frames is not None:
         truth, pred, name = frames
-        figures["forecast_vs_truth"] = forecast_frames(truth, pred, name)
+        figures["forecast_vs_truth"] = forecast_frames(truth, pred, name, units or "", step_hours)
     if flow is not None:
         figures["gradient_flow"] = plot_gradient_flow(flow)
     written = []

@@ -48,6 +48,21 @@ def test_ncep_air_preset_runs_unchanged_on_a_second_grid(capsys):
             assert c["reference"] is None
 
 
+def test_beijing_preset_runs_unchanged_on_other_stations_and_times(capsys):
+    if not list((SHARED / "beijing_air_quality").glob("PRSA_Data_*.csv")):
+        pytest.skip(f"no Beijing air quality tables under {SHARED}")
+    skill.main(["--cases", "beijing", "--quick", "--generality"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cases = {(c["case"], c["metric"], c["lead"]): c for c in out["cases"]}
+    # the 12 stations, then 6 renamed and rescaled in one CSV, then splits four months earlier
+    for variant in ("beijing", "beijing@stations", "beijing@shifted"):
+        for metric in ("mae_phys", "rmse_phys"):
+            for lead in (1, 3, 6, 12, 24):
+                c = cases[(variant, metric, lead)]
+                assert math.isfinite(c["value"]) and math.isfinite(c["baseline"])
+                assert c["reference"] is None
+
+
 def test_unknown_case_is_refused():
     with pytest.raises(SystemExit, match="no preset conf/experiment/nope.yaml"):
         skill.main(["--cases", "nope:96"])

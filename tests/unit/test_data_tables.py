@@ -81,6 +81,17 @@ def test_prsa_files_per_station_with_gaps(tmp_path):
         SensorDataModule(src, ["PM2.5", "wd"], context=6, horizon=3).describe()
 
 
+def test_units_label_the_columns_and_a_misnamed_one_is_refused(tmp_path):
+    _prsa(tmp_path)
+    common = dict(time_parts=["year", "month", "day", "hour"], station_column="station",
+                  variables=["PM2.5", "TEMP"])  # fmt: skip
+    path = str(tmp_path / "PRSA_Data_*.csv")
+    ds = CsvSensorSource(path, units={"PM2.5": "ug/m3"}, **common).open()
+    assert ds["PM2.5"].attrs["units"] == "ug/m3" and "units" not in ds["TEMP"].attrs
+    with pytest.raises(DataError, match=r"`units` names columns \['PM25'\] that are not read"):
+        CsvSensorSource(path, units={"PM25": "ug/m3"}, **common).open()
+
+
 def test_one_file_per_station_without_station_column(tmp_path):
     for st in ("a", "b"):
         _ett(tmp_path / f"{st}.csv", n=30)

@@ -53,3 +53,17 @@ def test_climatology_fit_baseline_checks_targets_and_finds_them_among_inputs():
     wrong = DataSpec(2, 3, 2, 1, n_sensors=2, variables=("a", "b"), targets=("a", "b", "c"))
     with pytest.raises(ValueError, match="expects 3 target variables"):
         Climatology.fit_baseline(series, wrong)
+
+
+def test_seasonal_naive_forecasts_only_the_target_features_of_sensor_inputs():
+    # (B, T, sensors, features): features [a, pm, b]; the target is pm, period 2
+    x = torch.arange(24.0).reshape(1, 4, 2, 3)
+    net = SeasonalNaive(3, period=2, context=4, variables=["a", "pm", "b"], targets=["pm"])
+    out = net(x)
+    assert out.shape == (1, 3, 2, 1)
+    # leads take steps 2, 3, 2 of feature 1 at each sensor
+    assert out[0, :, 0, 0].tolist() == [x[0, 2, 0, 1], x[0, 3, 0, 1], x[0, 2, 0, 1]]
+    both = SeasonalNaive(3, 2, 4, variables=["a", "b"], targets=["a", "b"])
+    assert both(x[..., :2]).shape[-1] == 2
+    with pytest.raises(ValueError, match=r"targets \['no2'\] are not among the inputs"):
+        SeasonalNaive(3, 2, 4, variables=["a", "pm"], targets=["no2"])

@@ -63,3 +63,20 @@ def test_summary_table_gives_leads_in_hours_beside_every_reference():
     assert "rmse_lat_phys" in text and "climatology" in text and "persistence" in text
     rows = [line.split("│")[1:-1] for line in text.splitlines() if line.startswith("│")]
     assert [r[0].strip() for r in rows] == ["6", "12"] and rows[1][-1].strip() == "0.500"
+
+
+def test_skill_table_of_a_long_horizon_shows_the_chosen_leads_only():
+    from rich.console import Console
+
+    from forecast.runs.summary import print_summary
+    from forecast.runs.train import TrainResult
+
+    m = {"test/skill": 0.1}
+    for k in range(1, 721):
+        m |= {f"test/mse_lead{k}": 1.0, f"test/persistence_mse_lead{k}": 2.0,
+              f"test/skill_lead{k}": 0.5}  # fmt: skip
+    console = Console(record=True, width=200)
+    print_summary(TrainResult(0.0, m, horizon=720), console)
+    rows = [line.split("│")[1] for line in console.export_text().splitlines()
+            if line.startswith("│")]  # fmt: skip
+    assert [int(r) for r in rows] == chosen_leads(720) and len(rows) == 11

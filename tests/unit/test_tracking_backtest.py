@@ -79,20 +79,32 @@ def test_promotion_needs_the_margin():
         beats(0.5, 1.0, margin=-0.1)
 
 
-def test_plots_are_png(tmp_path):
+def test_plots_are_png_with_units_colour_bar_and_leads_in_hours(tmp_path):
     m = {}
     for k in (1, 2, 3):
-        m |= {f"test/mse_lead{k}": k, f"test/persistence_mse_lead{k}": 2 * k}
+        m |= {f"test/rmse_phys_lead{k}": k, f"test/persistence_rmse_phys_lead{k}": 2 * k,
+              f"test/climatology_rmse_phys_lead{k}": 3.0, f"test/mse_lead{k}": 0.1}  # fmt: skip
         m[f"test/skill_lead{k}"] = 0.5
     figures = {
-        "s": skill_curve(m, 3),
-        "f": forecast_frames(np.zeros((3, 4, 5)), np.ones((3, 4, 5)), "t2m"),
+        "s": skill_curve(m, 3, step_hours=6.0, units="K"),
+        "f": forecast_frames(np.zeros((3, 4, 5)), np.ones((3, 4, 5)), "t2m", "K", 6.0),
     }
-    assert len(figures["s"].axes) == 2 and len(figures["f"].axes) == 6  # 2 rows x 3 leads
+    errors = figures["s"].axes[0]
+    assert errors.get_xlabel() == "lead time (h)" and errors.get_ylabel() == "rmse_phys (K)"
+    assert [t.get_text() for t in errors.get_legend().get_texts()] == [
+        "model", "climatology", "persistence"]  # fmt: skip
+    assert list(errors.get_lines()[0].get_xdata()) == [6.0, 12.0, 18.0]
+    frames = figures["f"].axes
+    assert len(frames) == 7 and frames[-1].get_ylabel() == "K"  # 2 rows x 3 leads + colour bar
+    assert frames[2].get_title() == "truth +18 h"
     for name, fig in figures.items():
         fig.savefig(tmp_path / f"{name}.png")
         assert (tmp_path / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         plt.close(fig)
+    steps = skill_curve({k: v for k, v in m.items() if "rmse" not in k}, 3)
+    assert steps.axes[0].get_xlabel() == "lead time (steps)"
+    assert steps.axes[0].get_ylabel() == "mse (normalised)"
+    plt.close(steps)
     with pytest.raises(ValueError, match="horizon, H, W"):
         forecast_frames(np.zeros((3, 4, 5)), np.zeros((2, 4, 5)))
 
