@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -367,10 +368,14 @@ def parse_cases(text: str | None) -> list[tuple[str, int | None]]:
 
 
 def run_all(
-    cases: list[tuple[str, int | None]], seeds: int, generality: bool, quick: bool
+    cases: list[tuple[str, int | None]],
+    seeds: int,
+    generality: bool,
+    quick: bool,
+    overrides: Sequence[str] = (),
 ) -> list[Row]:
     """Every case (and, with ``generality``, its unseen-data variants), in order."""
-    extra = QUICK if quick else []
+    extra = (QUICK if quick else []) + list(overrides)
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="skill-data-") as folder:
         for preset, horizon in cases:
@@ -379,8 +384,8 @@ def run_all(
                 continue
             sub = Path(folder) / f"{preset}-{horizon}"
             sub.mkdir()
-            for case, overrides in generality_cases(preset, sub).items():
-                rows += run_case(case, preset, horizon, seeds, extra + overrides)
+            for case, variant in generality_cases(preset, sub).items():
+                rows += run_case(case, preset, horizon, seeds, extra + variant)
     return rows
 
 
@@ -443,11 +448,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=1, help="runs per case (mean and spread)")
     parser.add_argument("--generality", action="store_true", help="also on unseen variants")
     parser.add_argument("--quick", action="store_true", help="one short epoch per case")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Hydra override for every case (to try a setting; repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.seeds < 1:
         raise SystemExit(f"error: --seeds must be >= 1, got {args.seeds}")
     try:
-        rows = run_all(parse_cases(args.cases), args.seeds, args.generality, args.quick)
+        rows = run_all(parse_cases(args.cases), args.seeds, args.generality, args.quick, args.set)
     except ForecastError as e:
         raise SystemExit(f"error: {e}") from None
     print_table(rows, Console(width=150))

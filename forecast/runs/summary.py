@@ -68,6 +68,8 @@ def print_summary(result: TrainResult, console: Console | None = None) -> None:
         )
     console.print(table)
     console.print(f"overall skill: {m['test/skill']:+.3f}   validation score: {result.score:.4f}")
+    if "test/mse" in m and "test/mae" in m:  # the headline series figures papers report
+        console.print(f"test MSE {m['test/mse']:.4f}   test MAE {m['test/mae']:.4f} (normalised)")
     print_references(result, console)
     if result.run_id:
         console.print(f"MLflow run id: {result.run_id}")

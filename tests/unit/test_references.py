@@ -71,12 +71,13 @@ def test_skill_table_of_a_long_horizon_shows_the_chosen_leads_only():
     from forecast.runs.summary import print_summary
     from forecast.runs.train import TrainResult
 
-    m = {"test/skill": 0.1}
+    m = {"test/skill": 0.1, "test/mse": 0.4567, "test/mae": 0.4321}
     for k in range(1, 721):
         m |= {f"test/mse_lead{k}": 1.0, f"test/persistence_mse_lead{k}": 2.0,
               f"test/skill_lead{k}": 0.5}  # fmt: skip
     console = Console(record=True, width=200)
     print_summary(TrainResult(0.0, m, horizon=720), console)
-    rows = [line.split("│")[1] for line in console.export_text().splitlines()
-            if line.startswith("│")]  # fmt: skip
+    text = console.export_text()
+    rows = [line.split("│")[1] for line in text.splitlines() if line.startswith("│")]
     assert [int(r) for r in rows] == chosen_leads(720) and len(rows) == 11
+    assert "test MSE 0.4567   test MAE 0.4321" in text  # the figures papers report
