@@ -87,6 +87,7 @@ LEAD_CASES = {
     ),  # fmt: skip
 }
 GRID_PRESETS = ("ncep_air",)  # generality: run again on a second grid (:func:`variant_grid`)
+VIDEO_PRESETS = ("moving_mnist", "moving_mnist_fast")  # benchmarks.skill_video scores them
 STATION_PRESETS = ("beijing",)  # generality: other stations and columns (:func:`variant_stations`)
 HORIZONS = (96, 192, 336, 720)
 # SegRNN (Lin et al. 2023), ETTh1, input 96: test MSE on the scaled values per horizon
@@ -185,17 +186,25 @@ def run_case(
 ) -> list[Row]:
     """Train the preset once per seed; one row per metric (MSE, MAE) with its baselines.
 
-    Presets in :data:`LEAD_CASES` give one row per reported lead instead (:func:`lead_rows`).
+    Presets in :data:`LEAD_CASES` give one row per reported lead instead (:func:`lead_rows`),
+    video presets one per OpenSTL metric (:func:`benchmarks.skill_video.video_rows`).
     """
     rows: dict[str, Row] = {}
     for seed in range(seeds):
         with tempfile.TemporaryDirectory(prefix="skill-") as tmp:
             cfg = compose_case(preset, horizon, 7 + seed, Path(tmp), extra)
             h = int(cfg.horizon)
-            if preset in LEAD_CASES:  # references are scored by the run itself
+            if preset in LEAD_CASES or preset in VIDEO_PRESETS:
                 t0 = time.perf_counter()
                 result = train(cfg)
-                for new in lead_rows(case, preset, cfg, result.metrics, time.perf_counter() - t0):
+                wall = time.perf_counter() - t0
+                if preset in VIDEO_PRESETS:  # scored from the best checkpoint, still in tmp
+                    from benchmarks.skill_video import video_rows  # it imports this module
+
+                    found = video_rows(case, cfg, result.metrics, wall, result.checkpoint)
+                else:  # references are scored by the run itself
+                    found = lead_rows(case, preset, cfg, result.metrics, wall)
+                for new in found:
                     seen = rows.setdefault(f"{new.metric}@{new.horizon}", new)
                     if seen is not new:  # another seed of the same lead
                         seen.values += new.values
@@ -355,7 +364,8 @@ def generality_cases(preset: str, folder: Path) -> dict[str, list[str]]:
 def parse_cases(text: str | None) -> list[tuple[str, int | None]]:
     """``name[:horizon],...`` -> [(preset, horizon or None)]; default: every preset."""
     if not text:
-        return [(p, h) for p in ETTH1_PRESETS for h in HORIZONS] + [(p, None) for p in LEAD_CASES]
+        every = [(p, h) for p in ETTH1_PRESETS for h in HORIZONS] + [(p, None) for p in LEAD_CASES]
+        return every + [("moving_mnist_fast", None)]  # the full one needs a GPU's budget
     cases = []
     for item in text.split(","):
         name, _, h = item.strip().partition(":")
@@ -471,6 +481,11 @@ def main(argv: list[str] | None = None) -> None:
               ">= persistence")  # fmt: skip
     for line in lead_verdicts(rows):
         print(line)
+    if any(r.case in VIDEO_PRESETS for r in rows):
+        from benchmarks.skill_video import verdicts
+
+        for line in verdicts([r for r in rows if r.case in VIDEO_PRESETS]):
+            print(line)
     cases: list[dict[str, Any]] = [
         {"case": r.case, r.by: r.horizon, "metric": r.metric, "value": r.value,
          "reference": r.reference, "baseline": r.baselines["persistence"]}

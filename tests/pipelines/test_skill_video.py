@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import skill_video
+from benchmarks import skill, skill_video
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,10 @@ def test_moving_mnist_fast_reports_openstl_metrics(capsys):
     if not list((SHARED / "mnist").glob("t10k-images-idx3-ubyte*")):
         pytest.skip(f"no MNIST digits under {SHARED / 'mnist'}")
     skill_video.main(["--preset", "moving_mnist_fast", "--quick"])
-    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    alone = capsys.readouterr().out.strip().splitlines()[-1]
+    skill.main(["--cases", "moving_mnist_fast", "--quick"])  # the same rows in the skill table
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == json.loads(alone)
+    out = json.loads(alone)
     cases = {c["metric"]: c for c in out["cases"]}
     assert set(cases) == set(skill_video.METRICS)
     for metric, c in cases.items():
