@@ -28,13 +28,12 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +41,17 @@ import numpy as np
 import pandas as pd
 import torch
 import xarray as xr
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks.skill_rows import CONF, QUICK, Row, compose_case
+from benchmarks.skill_video import VIDEO_PRESETS, verdicts, video_rows
 from forecast.errors import ForecastError
 from forecast.models.baselines import persistence, seasonal_naive
 from forecast.runs.train import target_units, train
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 ETTH1_PRESETS = ("etth1_seg_rnn", "etth1_birnn", "etth1_cnn_rnn")
 
 
@@ -87,52 +86,12 @@ LEAD_CASES = {
     ),  # fmt: skip
 }
 GRID_PRESETS = ("ncep_air",)  # generality: run again on a second grid (:func:`variant_grid`)
-VIDEO_PRESETS = ("moving_mnist", "moving_mnist_fast")  # benchmarks.skill_video scores them
 STATION_PRESETS = ("beijing",)  # generality: other stations and columns (:func:`variant_stations`)
 HORIZONS = (96, 192, 336, 720)
 # SegRNN (Lin et al. 2023), ETTh1, input 96: test MSE on the scaled values per horizon
 REFERENCES = {("etth1", h): v for h, v in zip(HORIZONS, (0.368, 0.408, 0.444, 0.446), strict=True)}
-QUICK = [
-    "trainer.max_epochs=1",
-    "trainer.limit_train_batches=2",
-    "trainer.limit_val_batches=2",
-    "trainer.limit_test_batches=2",
-]
 SHIFT_ROWS = 2880  # four months of hourly rows: ETT files hold 17,420 rows, the protocol 14,400
 SHIFT_MONTHS = -4  # date splits: earlier (Beijing's test half-year ends with the data)
-
-
-@dataclass
-class Row:
-    """One measured figure: a case at one horizon, its baselines and its cost."""
-
-    case: str
-    horizon: int
-    metric: str
-    values: list[float]
-    reference: float | None
-    baselines: dict[str, float]
-    seconds: list[float] = field(default_factory=list)
-    by: str = "horizon"  # "horizon" (steps, series cases) or "lead" (hours, grid cases)
-    units: str | None = None
-
-    @property
-    def value(self) -> float:
-        """Mean over seeds."""
-        return statistics.fmean(self.values)
-
-
-def compose_case(
-    preset: str, horizon: int | None, seed: int, out: Path, extra: list[str]
-) -> DictConfig:
-    """The preset's composed ``train`` config, untracked, writing under ``out``."""
-    overrides = [f"experiment={preset}", f"seed={seed}", "logger=none", f"paths.output_dir={out}"]
-    if "FORECAST_ROOT" not in os.environ:  # the data presets find ../shared/data from the root
-        overrides.append(f"paths.root_dir={CONF.parent}")
-    if horizon is not None:
-        overrides.append(f"horizon={horizon}")
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides + extra)
 
 
 def baseline_errors(cfg: DictConfig, period: int = 24) -> dict[str, dict[str, float]]:
@@ -199,8 +158,6 @@ def run_case(
                 result = train(cfg)
                 wall = time.perf_counter() - t0
                 if preset in VIDEO_PRESETS:  # scored from the best checkpoint, still in tmp
-                    from benchmarks.skill_video import video_rows  # it imports this module
-
                     found = video_rows(case, cfg, result.metrics, wall, result.checkpoint)
                 else:  # references are scored by the run itself
                     found = lead_rows(case, preset, cfg, result.metrics, wall)
@@ -482,8 +439,6 @@ def main(argv: list[str] | None = None) -> None:
     for line in lead_verdicts(rows):
         print(line)
     if any(r.case in VIDEO_PRESETS for r in rows):
-        from benchmarks.skill_video import verdicts
-
         for line in verdicts([r for r in rows if r.case in VIDEO_PRESETS]):
             print(line)
     cases: list[dict[str, Any]] = [

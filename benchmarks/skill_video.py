@@ -37,7 +37,7 @@ from rich.table import Table
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from benchmarks.skill import QUICK, Row, compose_case
+from benchmarks.skill_rows import QUICK, Row, compose_case
 from forecast.errors import ForecastError
 from forecast.models.baselines import persistence
 from forecast.runs.train import build_net, train
