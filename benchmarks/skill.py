@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import json
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +44,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.skill_rows import CONF, QUICK, Row, compose_case
+from benchmarks.skill_rows import CONF, QUICK, Row, compose_case, json_line
 from benchmarks.skill_video import VIDEO_PRESETS, verdicts, video_rows
 from forecast.errors import ForecastError
 from forecast.models.baselines import persistence, seasonal_naive
@@ -441,14 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     if any(r.case in VIDEO_PRESETS for r in rows):
         for line in verdicts([r for r in rows if r.case in VIDEO_PRESETS]):
             print(line)
-    cases: list[dict[str, Any]] = [
-        {"case": r.case, r.by: r.horizon, "metric": r.metric, "value": r.value,
-         "reference": r.reference, "baseline": r.baselines["persistence"]}
-        | ({"units": r.units} if r.units else {})
-        for r in rows
-    ]  # fmt: skip
     sys.stdout.flush()
-    print(json.dumps({"cases": cases}))
+    print(json_line(rows))
 
 
 if __name__ == "__main__":

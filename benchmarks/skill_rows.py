@@ -6,10 +6,12 @@ MNIST) both build on these; kept apart so neither imports the other's module.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -54,3 +56,14 @@ def compose_case(
         overrides.append(f"horizon={horizon}")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="train", overrides=overrides + extra)
+
+
+def json_line(rows: list[Row]) -> str:
+    """The benchmarks' last line: ``{"cases": [...]}``, persistence as each row's baseline."""
+    cases: list[dict[str, Any]] = [
+        {"case": r.case, r.by: r.horizon, "metric": r.metric, "value": r.value,
+         "reference": r.reference, "baseline": r.baselines["persistence"]}
+        | ({"units": r.units} if r.units else {})
+        for r in rows
+    ]  # fmt: skip
+    return json.dumps({"cases": cases})

@@ -22,12 +22,10 @@ The last line printed is one JSON object ``{"cases": [...]}``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from hydra.utils import instantiate
@@ -37,7 +35,7 @@ from rich.table import Table
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from benchmarks.skill_rows import QUICK, Row, compose_case
+from benchmarks.skill_rows import QUICK, Row, compose_case, json_line
 from forecast.errors import ForecastError
 from forecast.models.baselines import persistence
 from forecast.runs.train import build_net, train
@@ -227,13 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows, Console(width=150))
     for line in verdicts(rows):
         print(line)
-    cases: list[dict[str, Any]] = [
-        {"case": r.case, "horizon": r.horizon, "metric": r.metric, "value": r.value,
-         "reference": r.reference, "baseline": r.baselines["persistence"]}
-        for r in rows
-    ]  # fmt: skip
     sys.stdout.flush()
-    print(json.dumps({"cases": cases}))
+    print(json_line(rows))
 
 
 if __name__ == "__main__":
