@@ -10,6 +10,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from forecast.models.targets import target_positions
+
 if TYPE_CHECKING:  # only for annotations: the nets do not depend on the data layer at runtime
     from forecast.data.spec import DataSpec
     from forecast.data.window_module import TargetSeries
@@ -79,13 +81,10 @@ class SeasonalNaive(nn.Module):
         if not 0 < period <= context:
             raise ValueError(f"period: expected 1 <= period <= context {context}, got {period}")
         self.horizon, self.period, self.gridded = horizon, period, grid is not None
-        inputs, wanted = list(variables), list(targets)
-        index: list[int] = []
-        if wanted and wanted != inputs:
-            absent = [t for t in wanted if t not in inputs]
-            if absent:
-                raise ValueError(f"targets {absent} are not among the inputs {inputs}")
-            index = [inputs.index(t) for t in wanted]
+        index = target_positions(variables, targets)
+        if index is None:
+            absent = [t for t in targets if t not in variables]
+            raise ValueError(f"targets {absent} are not among the inputs {list(variables)}")
         # empty: the inputs are the targets (also read by the task's persistence)
         self.register_buffer(
             "target_index", torch.tensor(index, dtype=torch.long), persistent=False

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from forecast.models.cells.checks import check_choice, check_positive
 from forecast.models.compose import build
 from forecast.models.revin import NORMS, instance_stats
+from forecast.models.targets import target_positions
 
 Factory = Callable[..., nn.Module]
 
@@ -65,15 +66,12 @@ class ChannelIndependent(nn.Module):
         self.step_shape = (n_sensors, in_channels) if n_sensors else (in_channels,)
         self.series = math.prod(self.step_shape)
         self.inner = build(net, in_channels=segment, out_channels=1, n_sensors=1, horizon=horizon)
-        index: list[int] = []
-        if targets and list(targets) != list(variables):
-            missing = [t for t in targets if t not in variables]
-            if missing:
-                raise ValueError(
-                    f"channel-independent nets forecast their own inputs: targets "
-                    f"{list(targets)} must be among the inputs {list(variables)}"
-                )
-            index = [list(variables).index(t) for t in targets]
+        index = target_positions(variables, targets)
+        if index is None:
+            raise ValueError(
+                f"channel-independent nets forecast their own inputs: targets "
+                f"{list(targets)} must be among the inputs {list(variables)}"
+            )
         self.register_buffer(
             "target_index", torch.tensor(index, dtype=torch.long), persistent=False
         )

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from forecast.models.cells.checks import check_choice, check_positive
+from forecast.models.targets import target_positions
 
 NORMS = ("none", "last", "revin")
 
@@ -84,19 +85,14 @@ class SegRNN(nn.Module):
         self.pos = nn.Parameter(torch.randn(self.n_out, hidden_size // 2) * query_std)
         self.chan = nn.Parameter(torch.randn(self.series, hidden_size // 2) * query_std)
         self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, segment))
-        index: list[int] | None = None
-        if targets and list(targets) != list(variables):
-            missing = [t for t in targets if t not in variables]
-            if missing or n_sensors is None:
-                raise ValueError(
-                    f"SegRNN forecasts its own input series: targets {list(targets)} must be "
-                    f"inputs {list(variables)} of sensor data"
-                )
-            index = [list(variables).index(t) for t in targets]
+        index = target_positions(variables, targets)
+        if index is None or (index and n_sensors is None):
+            raise ValueError(
+                f"SegRNN forecasts its own input series: targets {list(targets)} must be "
+                f"inputs {list(variables)} of sensor data"
+            )
         self.register_buffer(
-            "target_index",
-            torch.tensor(index if index is not None else [], dtype=torch.long),
-            persistent=False,
+            "target_index", torch.tensor(index, dtype=torch.long), persistent=False
         )
 
     def forward(self, x: Tensor) -> Tensor:
