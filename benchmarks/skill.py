@@ -26,7 +26,6 @@ The last line printed is one JSON object ``{"cases": [...]}`` (``horizon`` for s
 from __future__ import annotations
 
 import argparse
-import glob
 import statistics
 import sys
 import tempfile
@@ -238,21 +237,18 @@ def variant_stations(cfg: DictConfig, folder: Path) -> tuple[Path, list[str], li
     Returns:
         The CSV, its variable names and its target names.
     """
-    src = cfg.data.source
-    table = pd.concat([pd.read_csv(f) for f in sorted(glob.glob(str(src.path)))])
-    stations = list(dict.fromkeys(table[src.station_column]))[::2]
-    table = table[table[src.station_column].isin(stations)]
+    ds = instantiate(cfg.data.source).open()  # the source's parsing: time parts, blank cells
+    stations = list(ds["sensor"].values)[::2]
     variables = list(cfg.data.variables)
     chosen = variables[::-2] + [t for t in cfg.data.targets if t not in variables[::-2]]
     rng = np.random.default_rng(0)
-    parts = table[list(src.time_parts)].set_axis(["year", "month", "day", "hour"], axis=1)
+    table = ds[chosen].sel(sensor=stations).to_dataframe().reset_index()
     site = {s: f"s{i}" for i, s in enumerate(stations)}
-    out = pd.DataFrame({"date": pd.to_datetime(parts), "site": table[src.station_column].map(site)})
+    out = pd.DataFrame({"date": table["time"], "site": table["sensor"].map(site)})
     names = {}
     for i, col in enumerate(chosen):
         names[col] = f"v{i}_{col.lower().replace('.', '_')}"
-        values = pd.to_numeric(table[col].replace(r"^\s*$", np.nan, regex=True))  # SO2 has " "
-        out[names[col]] = values * rng.uniform(0.1, 10.0) + rng.uniform(-100.0, 100.0)
+        out[names[col]] = table[col] * rng.uniform(0.1, 10.0) + rng.uniform(-100.0, 100.0)
     path = folder / "variant_stations.csv"
     out.to_csv(path, index=False)
     return path, list(names.values()), [names[t] for t in cfg.data.targets]
