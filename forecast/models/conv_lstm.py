@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -27,6 +28,10 @@ class ConvLSTMForecaster(nn.Module):
         residual: predict increments over the last input frame.
         frame_channels: optional CNN frame encoder (one stride-2 layer per entry) before the
             recurrent stacks, mirrored by a transposed-conv decoder after them.
+        coords: append two fixed channels to every input frame, the row and column position
+            scaled to [-1, 1] (CoordConv, Liu et al. 2018), so the convolutions, which are the
+            same everywhere, can learn what depends on where (a diurnal phase that moves with
+            longitude, a climate that changes with latitude). Any grid size still works.
 
     Any grid is accepted: one that ``patch * 2 ** len(frame_channels)`` does not divide (e.g.
     25 x 53 with a patch of 2) is padded at its bottom and right edges by repeating the edge
@@ -46,6 +51,7 @@ class ConvLSTMForecaster(nn.Module):
         patch: int = 1,
         residual: bool = True,
         frame_channels: list[int] | None = None,
+        coords: bool = False,
     ) -> None:
         super().__init__()
         out_channels = out_channels or in_channels
@@ -55,14 +61,15 @@ class ConvLSTMForecaster(nn.Module):
                 f"and {in_channels}"
             )
         self.in_channels, self.out_channels, self.horizon = in_channels, out_channels, horizon
-        self.patch, self.residual = patch, residual
+        self.patch, self.residual, self.coords = patch, residual, coords
         # H and W are padded up to a multiple of this (space-to-depth, then the stride-2 codec)
         self.multiple = patch * 2 ** len(frame_channels or [])
         hidden = list(hidden_channels)
         p2 = patch * patch
         frames = list(frame_channels or [])
-        self.frame_encoder = FrameEncoder(in_channels * p2, frames) if frames else None
-        width = frames[-1] if frames else in_channels * p2
+        read = in_channels + (2 if coords else 0)  # channels per frame the encoder reads
+        self.frame_encoder = FrameEncoder(read * p2, frames) if frames else None
+        width = frames[-1] if frames else read * p2
         self.encoder = ConvRecurrentStack(width, hidden, kernel_size, peephole=peephole)
         # the forecaster runs with no input (Shi et al. 2015): no input-to-state weights at all
         self.forecaster = ConvRecurrentStack(0, hidden, kernel_size, peephole=peephole)
@@ -81,7 +88,14 @@ class ConvLSTMForecaster(nn.Module):
         b, t, c, h, w = x.shape
         p, m = self.patch, self.multiple
         hp, wp = h + (-h) % m, w + (-w) % m  # the padded grid
-        z = x.reshape(b * t, c, h, w)
+        z = x
+        if self.coords:
+            rows = torch.linspace(-1.0, 1.0, h, dtype=x.dtype, device=x.device)
+            cols = torch.linspace(-1.0, 1.0, w, dtype=x.dtype, device=x.device)
+            grid = torch.stack(torch.meshgrid(rows, cols, indexing="ij"))  # (2, H, W)
+            z = torch.cat([x, grid.expand(b, t, 2, h, w)], dim=2)
+            c += 2
+        z = z.reshape(b * t, c, h, w)
         if (hp, wp) != (h, w):  # edge values repeated: no artificial fronts at the border
             z = F.pad(z, (0, wp - w, 0, hp - h), mode="replicate")
         z = F.pixel_unshuffle(z, p).reshape(b, t, c * p * p, hp // p, wp // p)

@@ -43,3 +43,17 @@ def test_frame_codec_refuses_indivisible_grid_and_bad_channels():
     m = ConvLSTMForecaster(1, horizon=2, hidden_channels=[4], patch=1, frame_channels=[4, 4])
     with pytest.raises(ValueError, match=r"expected input \(B, T, 1, H, W\)"):
         m(torch.randn(1, 3, 2, 8, 8))
+
+
+@pytest.mark.parametrize("grid", [(25, 53), (21, 33)])
+def test_coordinate_channels_let_a_constant_field_give_a_forecast_that_varies_in_space(grid):
+    # without coordinates a field that is the same everywhere gets the same forecast everywhere
+    # away from the edges (every convolution is the same everywhere); with them it need not
+    torch.manual_seed(0)
+    x = torch.ones(1, 3, 1, *grid)
+    inner = (slice(None),) * 3 + (slice(7, -7), slice(7, -7))  # beyond the edges' reach
+    plain = ConvLSTMForecaster(1, horizon=2, hidden_channels=[4], patch=1)(x)[inner]
+    assert float(plain.std(dim=(-2, -1)).max()) < 1e-6  # per lead, over space
+    torch.manual_seed(0)
+    coords = ConvLSTMForecaster(1, horizon=2, hidden_channels=[4], patch=2, coords=True)(x)
+    assert coords.shape == (1, 2, 1, *grid) and float(coords[inner].std(dim=(-2, -1)).min()) > 1e-4
