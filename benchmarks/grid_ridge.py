@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--alphas", default="1,10,100,1000,10000,100000")
     args = parser.parse_args(argv)
     began = time.time()
-    cfg = compose_case(args.preset, None, 0, Path("/tmp"), [])
+    with tempfile.TemporaryDirectory() as tmp:  # composed only: nothing is written there
+        cfg = compose_case(args.preset, None, 0, Path(tmp), [])
     data = cfg.data
     ds = xr.open_dataset(data.source.path, engine="zarr")
     name = data.variables[0]
