@@ -86,6 +86,29 @@ class MaskedSSE(MaskedLoss):
         return err.sum() / err.shape[0]
 
 
+class LatWeightedMSE(MaskedMSE):
+    """Squared error weighted by grid row (latitude), as the ``_lat`` metrics weigh it.
+
+    The task hands over the data's row weights (``row_weights``, (H,) for rows on axis -2) at
+    build time; without them (data with no latitude) this is :class:`MaskedMSE`. The mean is
+    over the observed elements' weights, so an all-ones weighting gives the plain mean.
+    """
+
+    row_weights: Tensor | None = None
+
+    def reduce(self, err: Tensor, valid: Tensor) -> Tensor:
+        """Weighted mean over the observed elements."""
+        if self.row_weights is None:
+            return super().reduce(err, valid)
+        if err.dim() < 2 or err.shape[-2] != len(self.row_weights):
+            raise ValueError(
+                f"latitude-weighted loss: expected {len(self.row_weights)} grid rows on axis -2,"
+                f" got a target shaped {tuple(err.shape)}"
+            )
+        w = self.row_weights.to(err)[:, None]  # (H, 1), broadcast over the columns
+        return (err * w).sum() / (valid * w).sum().clamp(min=1e-12)
+
+
 class MaskedMAE(MaskedLoss):
     """Mean absolute error over observed targets."""
 

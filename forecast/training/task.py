@@ -26,7 +26,7 @@ from forecast.training.gradients import (
     check_policy,
     total_grad_norm,
 )
-from forecast.training.losses import MaskedBCE, MaskedCE, MaskedMSE
+from forecast.training.losses import LatWeightedMSE, MaskedBCE, MaskedCE, MaskedMSE
 from forecast.training.tbptt import check_tbptt, truncated_bptt
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -115,6 +115,8 @@ class ForecastTask(L.LightningModule):
             )
         gridded = bool(getattr(net, "gridded", False))  # nets on (B, T, C, H, W) say so
         weights = None if lat_weights is None else torch.tensor(lat_weights, dtype=torch.float32)
+        if isinstance(self.loss_fn, LatWeightedMSE):  # the loss weighs rows as the metrics do
+            self.loss_fn.row_weights = weights
         metrics = lead_time_metrics(
             self.horizon, len(target_scale) if target_scale else 1, gridded, thresholds,
             data_range, weights, target_scale, target_names,

@@ -1,7 +1,14 @@
 import pytest
 import torch
 
-from forecast.training.losses import MaskedBCE, MaskedCE, MaskedMAE, MaskedMSE, MaskedSSE
+from forecast.training.losses import (
+    LatWeightedMSE,
+    MaskedBCE,
+    MaskedCE,
+    MaskedMAE,
+    MaskedMSE,
+    MaskedSSE,
+)
 
 
 def test_mse_ignores_masked_and_nan_targets():
@@ -68,3 +75,18 @@ def test_all_missing_batch_is_zero_and_differentiable():
     loss = MaskedMSE()(pred, torch.full((2, 2), float("nan")))
     loss.backward()
     assert loss.item() == 0.0 and torch.all(pred.grad == 0)
+
+
+def test_lat_weighted_mse_weighs_rows_and_honours_the_mask():
+    pred = torch.zeros(2, 3, 2, 4)  # (B, T, H, W): rows on axis -2
+    target = torch.ones(2, 3, 2, 4)
+    target[:, :, 1] = 3.0  # row 1 errs by 3 (squared 9), row 0 by 1
+    loss = LatWeightedMSE()
+    assert loss(pred, target).item() == pytest.approx(5.0)  # no weights: the plain mean
+    loss.row_weights = torch.tensor([3.0, 1.0])
+    assert loss(pred, target).item() == pytest.approx((3 * 1 + 1 * 9) / 4)
+    mask = torch.ones_like(target, dtype=torch.bool)
+    mask[:, :, 0] = False  # only row 1 observed: its own error, whatever the weights
+    assert loss(pred, target, mask).item() == pytest.approx(9.0)
+    with pytest.raises(ValueError, match="2 grid rows"):
+        loss(torch.zeros(2, 3, 5, 4), torch.ones(2, 3, 5, 4))

@@ -14,6 +14,7 @@ from forecast.data.spec import step_hours
 from forecast.data.synthetic import make_grid, make_sensors
 from forecast.models.baselines import Persistence
 from forecast.runs.train import _metric_options
+from forecast.training.losses import LatWeightedMSE
 from forecast.training.task import ForecastTask
 
 
@@ -72,3 +73,12 @@ def test_step_hours_needs_a_regular_datetime_axis():
     assert step_hours(t, 1) is None
     assert step_hours(t[:2], 3) == 3.0
     assert step_hours(np.arange(5), 1) is None
+
+
+def test_task_hands_its_latitude_weights_to_a_latitude_weighted_loss(grid):
+    dm = GridDataModule(Mem(grid), ["field"], 4, 3, batch_size=4)
+    net = Persistence(horizon=3, grid=(6, 7))
+    options = _metric_options(dm, dm.describe())
+    task = ForecastTask(net, partial(torch.optim.SGD, lr=0.0), loss=LatWeightedMSE(), **options)
+    assert task.loss_fn.row_weights is not None
+    assert task.loss_fn.row_weights.tolist() == pytest.approx(list(options["lat_weights"]))
