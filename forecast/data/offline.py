@@ -104,8 +104,8 @@ def store_frames(dm: GridDataModule | SensorDataModule, variables: list[str]) ->
         reader = FrameReader(dm.source, variables, space, dm.crop, 0.0, cache_mb)
         return StoreFrames(reader, grid=True)
     dm.bounds()  # a paired module works out its common time range here
-    crop = {"time": dm._time_crop} if dm._time_crop else None
-    return StoreFrames(FrameReader(dm.source, variables, (SENSOR,), crop, 0.0, cache_mb), False)
+    reader = FrameReader(dm.source, variables, (SENSOR,), dm.crop or None, 0.0, cache_mb)
+    return StoreFrames(reader, False)
 
 
 def _series(dm: object) -> GridDataModule | SensorDataModule:
@@ -254,10 +254,9 @@ def latest_window(dm: object, variables: list[str], context: int) -> LatestWindo
     ds = series.dataset
     if isinstance(series, GridDataModule):
         space: tuple[str, ...] = spatial_dims(ds, variables[0], series.source.path)
-        ds = ds.isel({d: slice(a, b) for d, (a, b) in series.crop.items()})
     else:
         space = (SENSOR,)
-        ds = ds.isel(time=slice(*series._time_crop)) if series._time_crop else ds
+    ds = ds.isel({d: slice(a, b) for d, (a, b) in series.crop.items()})
     return LatestWindow(
         x=frames[rows],
         times=ds["time"].values[rows],

@@ -68,6 +68,15 @@ class SensorDataModule(WindowDataModule):
             self._ds = self._checked(self.source, self.read_vars, ("time", SENSOR))
         return self._ds
 
+    @property
+    def crop(self) -> dict[str, tuple[int, int]]:
+        """Index ranges read of the store, as ``GridDataModule.crop``.
+
+        ``{"time": (lo, hi)}`` once a paired module has found its common range (after
+        :meth:`bounds`), else ``{}``.
+        """
+        return {"time": self._time_crop} if self._time_crop else {}
+
     def _coords(self) -> tuple[tuple[float, float], ...] | None:
         ds = self.dataset
         for a, b in (("lat", "lon"), ("y", "x")):
@@ -111,8 +120,9 @@ class SensorDataModule(WindowDataModule):
         return self._timed(self.dataset), self.targets, 2
 
     def _sensor_windows(self) -> tuple[dict[str, np.ndarray], dict[str, SensorWindows]]:
-        crop = {"time": self._time_crop} if self._time_crop else None
-        reader = FrameReader(self.source, self.read_vars, (SENSOR,), crop, self.memory_budget_mb)
+        reader = FrameReader(
+            self.source, self.read_vars, (SENSOR,), self.crop or None, self.memory_budget_mb
+        )
         bounds = self.bounds()
         scan, norm = self._fit(reader, bounds)
         # the target normaliser is what serving inverts forecasts with

@@ -78,3 +78,15 @@ def test_calendar_rides_along():
     item = dm.datasets["val"][0]
     t = pd.DatetimeIndex(sensors.ds.time.values[int(item["start"]) :][:5])
     np.testing.assert_allclose(item["calendar"][:, 0], np.sin(2 * np.pi * t.hour / 24), atol=1e-6)
+
+
+def test_latest_window_of_a_paired_module_ends_where_both_stores_end():
+    from forecast.data.offline import latest_window
+
+    sensors, grid = _pair(grid_slice=slice(10, 70))  # the sensors run from row 0 to 79
+    dm = _module(sensors, grid)
+    w = latest_window(dm, ["field"], 5)
+    # the common range is rows 10..69: the window is rows 65..69, times and values alike
+    ds = sensors.open()
+    np.testing.assert_array_equal(w.times, ds["time"].values[65:70])
+    np.testing.assert_allclose(w.x[:, :, 0], ds["field"].values[65:70], rtol=1e-6)
