@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from forecast.training.checkpoints import SUFFIX, checkpoint_problem
 log = logging.getLogger(__name__)
 
 MODES = ("retrain", "finetune")
+CYCLE_TAG = "cycle/id"  # on the cycle's training run
 
 
 class CycleBusyError(ForecastError):
@@ -96,12 +98,14 @@ def _run(cfg: DictConfig, state_path: Path) -> CycleOutcome:
             return CycleOutcome("no new data", f"no new data (fingerprint {current})")
         state.step, state.pending, state.attempt = "train", current, state.attempt + 1
         state.run_id = state.candidate = state.decision = None
+        state.cycle_id = uuid.uuid4().hex
         save_state(state_path, state)
         log.info("cycle %d: new data (fingerprint %s)", state.attempt, current)
     else:
         log.info("cycle %d: resuming at step '%s'", state.attempt, state.step)
     if state.step == "train":
-        _train(cfg, uri, state)
+        if not _adopt(cfg, uri, state):
+            _train(cfg, uri, state)
         state.step = "promote"
         save_state(state_path, state)
     if state.step == "promote":
@@ -151,12 +155,43 @@ def _train(cfg: DictConfig, uri: str, state: CycleState) -> None:
         run_cfg.ckpt_path = str(last) if last.is_file() else None
         tune = cfg.cycle.mode == "finetune"
         run_cfg.init_weights = _init_weights(cfg, uri, folder) if tune else None
+        if state.cycle_id and run_cfg.get("logger"):  # how a resume finds its version (_adopt)
+            run_cfg.logger.tags = {**(run_cfg.logger.get("tags") or {}), CYCLE_TAG: state.cycle_id}
     if run_cfg.ckpt_path:
         log.info("cycle %d: training resumes from %s", state.attempt, last)
     result = train(run_cfg)
     state.run_id, state.candidate = result.run_id, result.model_version
     if result.run_id is None:
         raise ForecastError("the cycle needs tracking: set logger=mlflow (got no run)")
+
+
+def _adopt(cfg: DictConfig, uri: str, state: CycleState) -> bool:
+    """Take the version this cycle's run registered before a kill stopped the state save.
+
+    A kill between registration and the state file's update would otherwise train again and
+    leave the first version registered but never decided on. True when one was adopted.
+    """
+    if not state.cycle_id:
+        return False
+    client = client_for(uri)
+    experiment = client.get_experiment_by_name(str(cfg.logger.experiment_name))
+    if experiment is None:
+        return False
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{CYCLE_TAG}` = '{state.cycle_id}'"
+    )
+    name = str(cfg.model_name)
+    for run in runs:
+        found = client.search_model_versions(f"run_id = '{run.info.run_id}'")
+        versions = [v for v in found if v.name == name]
+        if versions:
+            state.run_id, state.candidate = run.info.run_id, str(versions[0].version)
+            log.info(
+                "cycle %d: adopting v%s, registered by run %s before the cycle was stopped",
+                state.attempt, state.candidate, state.run_id,
+            )  # fmt: skip
+            return True
+    return False
 
 
 def _init_weights(cfg: DictConfig, uri: str, folder: Path) -> str | None:

@@ -32,6 +32,8 @@ class CycleState:
         run_id: the running cycle's training run, once trained.
         candidate: the running cycle's registered version, once trained (None: not registered).
         decision: the running cycle's promotion decision in words.
+        cycle_id: the running cycle's id, tagged on its training run (``cycle/id``) so a resume
+            finds a version that run registered before the state could record it.
     """
 
     fingerprint: str | None = None
@@ -43,6 +45,7 @@ class CycleState:
     run_id: str | None = None
     candidate: str | None = None
     decision: str | None = None
+    cycle_id: str | None = None
 
 
 def load_state(path: Path) -> CycleState:

@@ -182,3 +182,29 @@ def test_a_second_cycle_exits_75_and_a_killed_one_resumes_to_the_uninterrupted_m
     assert _test_metrics(killed) == pytest.approx(fresh[3], rel=1e-6)
     runs = client(killed).search_runs([client(killed).get_experiment_by_name(NAME).experiment_id])
     assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]  # the killed one, marked
+
+
+@pytest.mark.slow
+def test_a_cycle_killed_between_registration_and_its_state_save_adopts_that_version(tmp_path):
+    """The state as a kill right after registration leaves it (step 'train', no candidate, no
+    champion yet): the resumed cycle takes the registered version instead of training again."""
+    feed(tmp_path)
+    first = run(tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    done = state(tmp_path)
+    assert versions(tmp_path) == ["1"] and done["cycle_id"]
+    # what the state file held when version 1 was created: the cycle was still in "train"
+    before = {**done, "step": "train", "fingerprint": None, "version": None, "forecast": None,
+              "run_id": None, "candidate": None, "decision": None}  # fmt: skip
+    (tmp_path / "cycle" / "state.json").write_text(json.dumps(before))
+    client(tmp_path).delete_registered_model_alias(NAME, "champion")
+
+    resumed = run(tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "adopting v1" in resumed.stderr + resumed.stdout
+    assert versions(tmp_path) == ["1"]  # no second version, and no second training run
+    experiment = client(tmp_path).get_experiment_by_name(NAME)
+    assert len(client(tmp_path).search_runs([experiment.experiment_id])) == 1
+    after = state(tmp_path)
+    assert after["step"] is None and after["version"] == "1" and after["run_id"] == done["run_id"]
+    assert str(client(tmp_path).get_model_version_by_alias(NAME, "champion").version) == "1"
