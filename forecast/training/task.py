@@ -2,8 +2,8 @@
 
 Lightning's automatic optimisation trains every net, so clipping (``Trainer(gradient_clip_val,
 gradient_clip_algorithm)``), precision plugins and LR-scheduler stepping are Lightning's. Truncated
-BPTT alone optimises manually (several optimiser steps per batch) and clips with
-``self.clip_gradients``, which is precision-aware too.
+BPTT alone optimises manually (several optimiser steps per batch); that, and the non-finite policy
+both paths share, live in :mod:`forecast.training.guarded_steps`.
 """
 
 from __future__ import annotations
@@ -12,22 +12,16 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import pytorch_lightning as L
 import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from forecast.evaluation.metrics import lead_time_metrics
 from forecast.models.baselines import persistence
-from forecast.training.gradients import (
-    NonFiniteError,
-    TrainingConfigError,
-    check_clip,
-    check_policy,
-    total_grad_norm,
-)
+from forecast.training.gradients import TrainingConfigError, check_policy
+from forecast.training.guarded_steps import GuardedSteps
 from forecast.training.losses import LatWeightedMSE, MaskedBCE, MaskedCE, MaskedMSE
-from forecast.training.tbptt import check_tbptt, truncated_bptt
+from forecast.training.tbptt import check_tbptt, sequence_pairs, truncated_bptt
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., Any]
@@ -37,7 +31,7 @@ Schedule = Callable[[int], float]
 BATCH_EXTRAS = ("x_mask", "grid", "grid_mask", "calendar", "start")
 
 
-class ForecastTask(L.LightningModule):
+class ForecastTask(GuardedSteps):
     """Train any net on batches ``{"x", "y", "x_mask"?, "y_mask"?, ...}`` (see the data contract).
 
     Args:
@@ -97,13 +91,9 @@ class ForecastTask(L.LightningModule):
         self.monitor = monitor
         self.loss_fn = loss if loss is not None else MaskedMSE()
         self.nonfinite = nonfinite
-        # TBPTT clipping; the composition root hands over the Trainer's settings (clip_manually)
-        self.clip_val: float | None = None
-        self.clip_algorithm = "norm"
         self.tbptt_k1 = tbptt_k1
         self.tbptt_k2 = check_tbptt(net, tbptt_k1, tbptt_k2) if tbptt_k1 is not None else None
         self.teacher_forcing = teacher_forcing
-        self.skipped_steps = 0
         self.lead_metrics: dict[str, float] = {}  # the last test's per-lead values
         self.classify = isinstance(self.loss_fn, MaskedCE)
         self.horizon: int = int(getattr(net, "horizon", 1))
@@ -160,67 +150,11 @@ class ForecastTask(L.LightningModule):
         """What the metrics compare: probabilities for a BCE-trained net, else the output."""
         return torch.sigmoid(pred) if isinstance(self.loss_fn, MaskedBCE) else pred
 
-    def clip_manually(self, value: float | None, algorithm: str | None = "norm") -> None:
-        """Clip TBPTT's manual steps like ``Trainer(gradient_clip_val, gradient_clip_algorithm)``.
-
-        Lightning refuses Trainer-side clipping under manual optimisation, so the composition
-        root moves the Trainer's two settings here for a TBPTT task.
-        """
-        check_clip(value, algorithm)
-        self.clip_val, self.clip_algorithm = value, algorithm or "norm"
-
-    def _gradients_finite(self, optimizer: Any) -> bool:
-        """Log the pre-clip gradient norm; apply the non-finite policy (drop the gradients)."""
-        norm = total_grad_norm(self.net.parameters())
-        if not bool(torch.isfinite(norm)):
-            optimizer.zero_grad(set_to_none=True)  # no gradient: the optimiser skips every param
-            self._non_finite("gradient norm", norm)
-            return False
-        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
-        return True
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Automatic optimisation: gradients are unscaled and not yet clipped here."""
-        if self.automatic_optimization and self._has_params():  # a baseline has no gradients
-            self._gradients_finite(optimizer)
-
-    def _optimise(self, loss: Tensor) -> None:
-        """One manual TBPTT step: backward, non-finite check, clipping, optimiser step."""
-        opt = self.optimizers()
-        assert not isinstance(opt, list)
-        if not bool(torch.isfinite(loss)):
-            self._non_finite("loss", loss)
-            return
-        opt.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if not self._gradients_finite(opt):
-            return
-        if self.clip_val:
-            self.clip_gradients(
-                opt.optimizer,  # the wrapped torch optimiser, as the signature asks
-                gradient_clip_val=self.clip_val,
-                gradient_clip_algorithm=self.clip_algorithm,
-            )
-        opt.step()
-
-    def _non_finite(self, what: str, value: Tensor) -> None:
-        if self.nonfinite == "raise":
-            raise NonFiniteError(
-                f"non-finite {what} ({float(value.detach())}) at global step {self.global_step}; "
-                "lower the learning rate, clip gradients (trainer.gradient_clip_val), or set "
-                "nonfinite=skip"
-            )
-        self.skipped_steps += 1
-        self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
-
-    def _has_params(self) -> bool:
-        return any(p.requires_grad for p in self.net.parameters())
-
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor | None:
         """The masked loss (None skips the step); under TBPTT, one manual step per chunk."""
         x, y = batch["x"], batch["y"]
         if self.tbptt_k1 is not None:
-            inputs, targets, mask = self._sequence_pairs(batch)
+            inputs, targets, mask = sequence_pairs(batch, labelled=self.classify)
             assert self.tbptt_k2 is not None
             losses = truncated_bptt(
                 self.net, inputs, targets, mask, self.tbptt_k1, self.tbptt_k2,
@@ -238,34 +172,6 @@ class ForecastTask(L.LightningModule):
             self._non_finite("loss", loss)
             return None  # Lightning skips backward and the optimiser step
         return loss
-
-    def _sequence_pairs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor | None]:
-        """Per-step (inputs, targets, mask) for TBPTT.
-
-        Synced labelling (a cross-entropy task): inputs ``x``, per-step labels ``y``. Otherwise
-        one-step-ahead over the whole window: inputs ``[x, y][:-1]``, targets ``[x, y][1:]``.
-        """
-        x, y = batch["x"], batch["y"]
-        if self.classify:
-            if y.shape[:2] != x.shape[:2]:
-                raise ValueError(
-                    "truncated BPTT labelling needs one label per input step, got x "
-                    f"{tuple(x.shape)} and labels {tuple(y.shape)}"
-                )
-            return x, y, batch.get("y_mask")
-        if x.shape[2:] != y.shape[2:]:
-            raise ValueError(
-                "truncated BPTT one-step-ahead training needs targets shaped like inputs, got "
-                f"x {tuple(x.shape)} and y {tuple(y.shape)}"
-            )
-        seq = torch.cat([x, y], dim=1)
-        xm, ym = batch.get("x_mask"), batch.get("y_mask")
-        mask = None
-        if xm is not None or ym is not None:
-            xm = torch.ones_like(x, dtype=torch.bool) if xm is None else xm
-            ym = torch.ones_like(y, dtype=torch.bool) if ym is None else ym
-            mask = torch.cat([xm, ym], dim=1)[:, 1:]
-        return seq[:, :-1], seq[:, 1:], mask
 
     def _eval_step(self, batch: dict[str, Tensor], stage: str) -> None:
         x, y, mask = batch["x"], batch["y"], batch.get("y_mask")
@@ -340,20 +246,6 @@ class ForecastTask(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         """Log held-out metrics per lead time."""
         self._log_epoch("test")
-
-    def on_train_epoch_end(self) -> None:
-        """TBPTT (manual optimisation) steps its LR scheduler itself; Lightning does otherwise."""
-        if self.automatic_optimization:
-            return
-        sch = self.lr_schedulers()
-        if sch is None or isinstance(sch, list):
-            return
-        if isinstance(sch, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            value = self.trainer.callback_metrics.get(self.monitor)
-            if value is not None:
-                sch.step(float(value))
-        else:
-            sch.step()
 
     def finite_weights(self) -> bool:
         """True when every parameter and buffer of the net is finite (gate for registration)."""

@@ -145,3 +145,34 @@ def truncated_bptt(
         for key in [k for k in saved if k < start]:
             del saved[key]  # later updates start at or after this one's start
     return losses
+
+
+def sequence_pairs(
+    batch: dict[str, Tensor], labelled: bool
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Per-step (inputs, targets, mask) of a batch for TBPTT.
+
+    Synced labelling (a cross-entropy task): inputs ``x``, per-step labels ``y``. Otherwise
+    one-step-ahead over the whole window: inputs ``[x, y][:-1]``, targets ``[x, y][1:]``.
+    """
+    x, y = batch["x"], batch["y"]
+    if labelled:
+        if y.shape[:2] != x.shape[:2]:
+            raise ValueError(
+                "truncated BPTT labelling needs one label per input step, got x "
+                f"{tuple(x.shape)} and labels {tuple(y.shape)}"
+            )
+        return x, y, batch.get("y_mask")
+    if x.shape[2:] != y.shape[2:]:
+        raise ValueError(
+            "truncated BPTT one-step-ahead training needs targets shaped like inputs, got "
+            f"x {tuple(x.shape)} and y {tuple(y.shape)}"
+        )
+    seq = torch.cat([x, y], dim=1)
+    xm, ym = batch.get("x_mask"), batch.get("y_mask")
+    mask = None
+    if xm is not None or ym is not None:
+        xm = torch.ones_like(x, dtype=torch.bool) if xm is None else xm
+        ym = torch.ones_like(y, dtype=torch.bool) if ym is None else ym
+        mask = torch.cat([xm, ym], dim=1)[:, 1:]
+    return seq[:, :-1], seq[:, 1:], mask
