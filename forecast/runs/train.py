@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,8 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from forecast.data.offline import latest_window
 from forecast.data.spec import DataSpec
-from forecast.errors import ConfigError
-from forecast.evaluation.errors import latitude_weights
 from forecast.evaluation.references import score_references
+from forecast.runs.build import build_net, metric_options
 from forecast.runs.preflight import check_tracking
 from forecast.runs.promote import promote_on_data
 from forecast.runs.sweep import sweep_job
@@ -88,42 +86,6 @@ class TrainResult:
     step_hours: float | None = None
 
 
-def _net_kwargs(partial: Any, spec: DataSpec) -> dict[str, Any]:
-    """DataSpec fields the net's constructor asks for (a net takes only what it needs)."""
-    params = inspect.signature(partial.func).parameters
-    return {f.name: getattr(spec, f.name) for f in fields(spec) if f.name in params}
-
-
-def build_net(partial: Any, spec: DataSpec, dm: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The net of a config partial, and the DataSpec fields it was built with.
-
-    A net class with a ``fit_baseline(series, spec, **options)`` classmethod (a fitted baseline
-    such as climatology) is fitted on the data module's training split instead of constructed;
-    the data module is set up first (its normaliser is fitted on the training split there).
-    """
-    kwargs = _net_kwargs(partial, spec)
-    fit = getattr(partial.func, "fit_baseline", None)
-    if fit is None:
-        try:
-            return partial(**kwargs), kwargs
-        except ValueError as e:  # arguments that do not fit the data (e.g. a patch vs the grid)
-            raise ConfigError(f"model.net: {e}") from e
-    dm.setup("fit")
-    return fit(dm.target_series(), spec, **partial.keywords), kwargs
-
-
-def _metric_options(dm: Any, spec: DataSpec) -> dict[str, Any]:
-    """Latitude weights and physical-unit scales for the task's metrics (fitted normaliser)."""
-    dm.setup("fit")  # fits the normaliser on the training split (Lightning's call is then a no-op)
-    norm = getattr(dm, "normalizer", None)
-    targets = list(spec.targets or spec.variables)
-    scale = None
-    if norm is not None and targets and set(targets) <= set(norm.variables):
-        scale = list(norm.subset(targets).scale)
-    weights = latitude_weights(spec.lat).tolist() if spec.lat else None
-    return {"lat_weights": weights, "target_scale": scale, "target_names": targets}
-
-
 def _references(cfg: DictConfig, dm: Any, spec: DataSpec) -> dict[str, float]:
     """The preset's ``references`` (name -> net partial) scored on the test windows."""
     nets = {
@@ -131,7 +93,7 @@ def _references(cfg: DictConfig, dm: Any, spec: DataSpec) -> dict[str, float]:
         for name, ref in cfg.references.items()
         if ref is not None  # `references.NAME=null` switches one off
     }
-    options = _metric_options(dm, spec)
+    options = metric_options(dm, spec)
     limit = cfg.trainer.get("limit_test_batches")
     return score_references(
         nets, dm.datasets["test"], int(dm.batch_size), spec.horizon,
@@ -186,7 +148,7 @@ def train(cfg: DictConfig) -> TrainResult:
     spec: DataSpec = dm.describe()
     net_partial = instantiate(cfg.model.net)
     net, spec_kwargs = build_net(net_partial, spec, dm)
-    task = instantiate(cfg.model, net=net, **_metric_options(dm, spec))
+    task = instantiate(cfg.model, net=net, **metric_options(dm, spec))
 
     logger = _logger(cfg)
     # `callbacks.NAME=null` switches one off

@@ -12,7 +12,7 @@ from conftest import CONF, compose_train
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
 
-from forecast.runs.train import build_net
+from forecast.runs.build import build_net
 from forecast.training.trainer_options import trainer_options
 
 GRID = ["data.source.n_times=160", "data.source.n_lat=16", "data.source.n_lon=16"]

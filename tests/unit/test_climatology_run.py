@@ -1,4 +1,4 @@
-"""The run's hook for fitted baselines: DataModule.target_series() and train.build_net."""
+"""The run's hook for fitted baselines: DataModule.target_series() and runs.build.build_net."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from forecast.data.sensor_datamodule import SensorDataModule
 from forecast.data.synthetic import make_grid, make_sensors
 from forecast.errors import DataError
 from forecast.models.baselines import Climatology, Persistence
-from forecast.runs.train import build_net
+from forecast.runs.build import build_net
 from forecast.training.gradient_flow import gradient_flow
 from forecast.training.task import ForecastTask
 

@@ -13,7 +13,7 @@ from forecast.data.sensor_datamodule import SensorDataModule
 from forecast.data.spec import step_hours
 from forecast.data.synthetic import make_grid, make_sensors
 from forecast.models.baselines import Persistence
-from forecast.runs.train import _metric_options
+from forecast.runs.build import metric_options
 from forecast.training.losses import LatWeightedMSE
 from forecast.training.task import ForecastTask
 
@@ -43,13 +43,13 @@ def test_grid_spec_has_latitudes_and_step_hours(grid):
 
 def test_metric_options_weights_and_scales(grid):
     dm = GridDataModule(Mem(grid), ["field"], 4, 3, batch_size=4)
-    opts = _metric_options(dm, dm.describe())
+    opts = metric_options(dm, dm.describe())
     w = np.asarray(opts["lat_weights"])
     assert w.shape == (6,) and w.mean() == pytest.approx(1.0)
     assert opts["target_scale"] == list(dm.normalizer.scale)
     sensors = make_sensors(grid, n_sensors=4, noise=0.1, missing=0.1, seed=3)
     sdm = SensorDataModule(Mem(sensors), ["field", "gradient"], 4, 3, targets=["field"])
-    s_opts = _metric_options(sdm, sdm.describe())
+    s_opts = metric_options(sdm, sdm.describe())
     assert s_opts["lat_weights"] is None  # sensors: unweighted
     assert s_opts["target_names"] == ["field"] and len(s_opts["target_scale"]) == 1
 
@@ -57,7 +57,7 @@ def test_metric_options_weights_and_scales(grid):
 def test_task_logs_weighted_and_physical_metrics_for_persistence(grid):
     dm = GridDataModule(Mem(grid), ["field"], 4, 3, batch_size=4)
     net = Persistence(horizon=3, grid=(6, 7))
-    task = ForecastTask(net, partial(torch.optim.SGD, lr=0.0), **_metric_options(dm, dm.describe()))
+    task = ForecastTask(net, partial(torch.optim.SGD, lr=0.0), **metric_options(dm, dm.describe()))
     batch = next(iter(dm.val_dataloader()))
     task._eval_step(batch, "test")
     out = task.metrics["test"].compute()
@@ -78,7 +78,7 @@ def test_step_hours_needs_a_regular_datetime_axis():
 def test_task_hands_its_latitude_weights_to_a_latitude_weighted_loss(grid):
     dm = GridDataModule(Mem(grid), ["field"], 4, 3, batch_size=4)
     net = Persistence(horizon=3, grid=(6, 7))
-    options = _metric_options(dm, dm.describe())
+    options = metric_options(dm, dm.describe())
     task = ForecastTask(net, partial(torch.optim.SGD, lr=0.0), loss=LatWeightedMSE(), **options)
     assert task.loss_fn.row_weights is not None
     assert task.loss_fn.row_weights.tolist() == pytest.approx(list(options["lat_weights"]))
