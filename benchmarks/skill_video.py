@@ -32,63 +32,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
-from torch import Tensor
-from torchmetrics.functional.image import structural_similarity_index_measure
 
+from benchmarks.frame_scores import HIGHER_IS_BETTER, METRICS, OPENSTL_CONVLSTM, FrameScores
 from benchmarks.skill_rows import QUICK, Row, compose_case, json_line
 from forecast.errors import ForecastError
 from forecast.models.baselines import persistence
-from forecast.runs.train import build_net, train
+from forecast.runs.build import build_net
+from forecast.runs.train import train
 from forecast.training.checkpoints import load_checkpoint_file
 
 VIDEO_PRESETS = ("moving_mnist", "moving_mnist_fast")
-# OpenSTL's ConvLSTM-S (15.0M parameters), Moving MNIST 10 -> 10, 200 epochs on one GPU
-# (docs/en/model_zoos/video_benchmarks.md, "STL Benchmarks on MMNIST")
-OPENSTL_CONVLSTM = {"mse_frame": 29.80, "mae_frame": 90.64, "ssim": 0.9288, "psnr": 22.10}
-METRICS = ("mse_frame", "mae_frame", "ssim", "psnr")
-HIGHER_IS_BETTER = {"ssim", "psnr"}
-PSNR_FLOOR = 1e-10  # frame MSE floor: an exact frame scores 100 dB, not infinity
-
-
-class FrameScores:
-    """Sums of OpenSTL's video metrics over the frames of a split.
-
-    Update with ``(pred, target)`` of shape (B, T, C, H, W), pixels in [0, 1].
-    """
-
-    def __init__(self) -> None:
-        self.sse = self.sae = self.ssim = self.psnr = 0.0
-        self.frames = 0
-
-    def update(self, pred: Tensor, target: Tensor) -> None:
-        """Add a batch: errors of the raw prediction, SSIM and PSNR of the clipped one."""
-        if pred.shape != target.shape or pred.dim() != 5:
-            raise ValueError(
-                f"frames: expected (B, T, C, H, W) of one shape, got {tuple(pred.shape)} and "
-                f"{tuple(target.shape)}"
-            )
-        pred, target = pred.double(), target.double()
-        err = pred - target
-        self.sse += float((err**2).sum())
-        self.sae += float(err.abs().sum())
-        clipped = pred.clamp(0.0, 1.0).flatten(0, 1)  # (B*T, C, H, W)
-        truth = target.flatten(0, 1)
-        frame_mse = ((clipped - truth) ** 2).flatten(1).mean(dim=1)
-        self.psnr += float((-10.0 * torch.log10(frame_mse.clamp(min=PSNR_FLOOR))).sum())
-        ssim = structural_similarity_index_measure(clipped, truth, data_range=1.0, reduction="none")
-        assert isinstance(ssim, Tensor)
-        self.ssim += float(ssim.sum())
-        self.frames += len(truth)
-
-    def compute(self) -> dict[str, float]:
-        """``mse_frame``, ``mae_frame`` (sums per frame), ``ssim``, ``psnr`` (means per frame)."""
-        n = max(self.frames, 1)
-        return {
-            "mse_frame": self.sse / n,
-            "mae_frame": self.sae / n,
-            "ssim": self.ssim / n,
-            "psnr": self.psnr / n,
-        }
 
 
 def frame_pixels(cfg: DictConfig) -> int:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from benchmarks import skill_video
+from benchmarks import frame_scores, skill_video
 from benchmarks.skill import compose_case
 from forecast.models.baselines import persistence
 
@@ -23,7 +23,7 @@ def _moving_block(frames: int, size: int = 16, side: int = 4) -> torch.Tensor:
 def test_errors_are_summed_over_the_pixels_of_a_frame():
     target = torch.zeros(2, 3, 1, 16, 16)
     target[0, 0, 0, :4, :4] = 1.0  # 16 wrong pixels in one of 6 frames
-    scores = skill_video.FrameScores()
+    scores = frame_scores.FrameScores()
     scores.update(torch.zeros_like(target), target)
     out = scores.compute()
     assert out["mse_frame"] == pytest.approx(16 / 6)  # not the per-pixel 16 / (6 * 256)
@@ -35,7 +35,7 @@ def test_errors_are_summed_over_the_pixels_of_a_frame():
 def test_persistence_of_a_moving_block_has_the_hand_counted_error():
     seq = _moving_block(8)
     x, y = seq[:, :5], seq[:, 5:]
-    scores = skill_video.FrameScores()
+    scores = frame_scores.FrameScores()
     scores.update(persistence(x, 3), y)
     # lead k: the block moved k pixels, so 2 * 4 * k pixels differ by 1
     assert scores.compute()["mse_frame"] == pytest.approx((8 + 16 + 24) / 3)
@@ -46,11 +46,11 @@ def test_psnr_is_a_mean_over_frames_of_clipped_predictions():
     pred = target.clone()
     pred[0, 0] += 0.1  # frame MSE 0.01: 20 dB
     pred[0, 1] -= 0.1  # 20 dB too
-    scores = skill_video.FrameScores()
+    scores = frame_scores.FrameScores()
     scores.update(pred, target)
     assert scores.compute()["psnr"] == pytest.approx(20.0)
     ones = torch.ones(1, 1, 1, 16, 16)
-    over = skill_video.FrameScores()
+    over = frame_scores.FrameScores()
     over.update(ones * 1.5, ones)  # clipped to 1: exact, PSNR at its 100 dB cap, SSIM 1
     out = over.compute()
     assert out["psnr"] == pytest.approx(100.0)
