@@ -70,11 +70,13 @@ def score_test_windows(cfg: DictConfig, net: torch.nn.Module | None) -> dict[str
     dm.setup("test")
     limit = cfg.trainer.get("limit_test_batches")  # the same windows the run was tested on
     scores = {"persistence": FrameScores()} | ({"model": FrameScores()} if net else {})
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as the run was tested
+    net = net.to(device) if net is not None else None
     with torch.no_grad():
         for i, batch in enumerate(dm.test_dataloader()):
             if isinstance(limit, int) and i >= limit:
                 break
-            x, y = batch["x"], batch["y"]
+            x, y = batch["x"].to(device), batch["y"].to(device)
             scores["persistence"].update(persistence(x, y.shape[1]), y)
             if net is not None:
                 scores["model"].update(net(x), y)
