@@ -46,7 +46,7 @@ from rich.table import Table
 from benchmarks.skill_rows import CONF, QUICK, Row, compose_case, json_line
 from benchmarks.skill_video import VIDEO_PRESETS, verdicts, video_rows
 from forecast.errors import ForecastError
-from forecast.models.baselines import persistence, seasonal_naive
+from forecast.models.baselines import persistence, season_steps, seasonal_naive
 from forecast.runs.train import target_units, train
 
 ETTH1_PRESETS = ("etth1_seg_rnn", "etth1_birnn", "etth1_cnn_rnn")
@@ -88,12 +88,19 @@ HORIZONS = (96, 192, 336, 720)
 # SegRNN (Lin et al. 2023), ETTh1, input 96: test MSE on the scaled values per horizon
 REFERENCES = {("etth1", h): v for h, v in zip(HORIZONS, (0.368, 0.408, 0.444, 0.446), strict=True)}
 SHIFT_ROWS = 2880  # four months of hourly rows: ETT files hold 17,420 rows, the protocol 14,400
+SHIFT_DAYS = pd.Timedelta(days=120)  # offset splits: four of the protocol's 30-day months
 SHIFT_MONTHS = -4  # date splits: earlier (Beijing's test half-year ends with the data)
 
 
-def baseline_errors(cfg: DictConfig, period: int = 24) -> dict[str, dict[str, float]]:
-    """Persistence and seasonal-naive MSE/MAE over every valid point of the test windows."""
+def baseline_errors(cfg: DictConfig, period_hours: float = 24.0) -> dict[str, dict[str, float]]:
+    """Persistence and seasonal-naive (one day) MSE/MAE over every valid point of the test windows.
+
+    The day is counted in the data's steps (24 hourly, 96 quarter-hourly); 24 steps where the
+    time axis has no regular step.
+    """
     dm = instantiate(cfg.data)
+    hours = dm.describe().step_hours
+    period = season_steps(period_hours, hours) if hours else int(period_hours)
     dm.setup("test")
     sums: dict[str, np.ndarray] = {}
     count = 0.0
@@ -257,13 +264,15 @@ def variant_stations(cfg: DictConfig, folder: Path) -> tuple[Path, list[str], li
 def shifted_splits(splits: DictConfig) -> list[str]:
     """Overrides moving every split, so the preset meets other seasons and years.
 
-    Row splits move later by :data:`SHIFT_ROWS`, date splits by :data:`SHIFT_MONTHS` (the
-    training split keeps its start: the data start there).
+    Row splits move later by :data:`SHIFT_ROWS`, offset splits by :data:`SHIFT_DAYS`, date
+    splits by :data:`SHIFT_MONTHS` (the training split keeps its start: the data start there).
     """
     out = []
     for k, (a, b) in splits.items():
         if isinstance(a, int):
             a, b = a + SHIFT_ROWS, b + SHIFT_ROWS
+        elif str(a).startswith("+"):  # offsets from the first time: later by SHIFT_DAYS
+            a, b = (f"+{(pd.Timedelta(str(v)[1:]) + SHIFT_DAYS).days}D" for v in (a, b))
         else:
             move = pd.DateOffset(months=SHIFT_MONTHS)
             a = a if k == "train" else (pd.Timestamp(a) + move).strftime("%Y-%m-%d")

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from forecast.errors import DataError
 
@@ -39,14 +40,30 @@ def split_bounds(n_times: int, fractions: Sequence[float]) -> dict[str, tuple[in
     return {name: (int(edges[i]), int(edges[i + 1])) for i, name in enumerate(SPLITS)}
 
 
+def _split_time(name: str, value: Any, first: np.datetime64) -> np.datetime64:
+    """A split bound as a time: a date, or ``+DURATION`` after the series' first time."""
+    text = str(value)
+    try:
+        if text.startswith("+"):  # e.g. "+360D": the same protocol at any sampling rate
+            return first + np.timedelta64(pd.Timedelta(text[1:]).to_timedelta64())
+        return np.datetime64(text)
+    except ValueError:
+        raise DataError(
+            f"split '{name}': bound {text!r} is neither a row, a date (2014-07-01) nor an offset "
+            "from the first time (+360D)"
+        ) from None
+
+
 def resolve_splits(times: np.ndarray, splits: SplitSpec) -> dict[str, tuple[int, int]]:
     """Turn a split spec into index ranges on the time axis.
 
     Args:
         times: the time coordinate (datetime64 or integer), increasing.
         splits: three fractions ``[0.7, 0.15, 0.15]``; or ``{split: [start, stop]}`` with
-            integer row indices (half-open, e.g. ETTh1's ``train: [0, 8640]``) or date strings
-            (inclusive start, exclusive stop, e.g. ``val: ["2014-01-01", "2014-07-01"]``).
+            integer row indices (half-open, e.g. ``train: [0, 8640]``), date strings (inclusive
+            start, exclusive stop, e.g. ``val: ["2014-01-01", "2014-07-01"]``) or offsets from
+            the first time (``train: ["+0D", "+360D"]``: ETT's Informer protocol at any
+            sampling rate, hourly or 15-minute, and on any file's dates).
 
     Returns:
         ``{split: (start, stop)}`` half-open index ranges; splits must not overlap.
@@ -68,7 +85,7 @@ def resolve_splits(times: np.ndarray, splits: SplitSpec) -> dict[str, tuple[int,
             t = np.asarray(times)
             if not np.issubdtype(t.dtype, np.datetime64):
                 raise DataError(f"split '{name}' uses dates {rng} but the time axis is {t.dtype}")
-            lo, hi = (int(np.searchsorted(t, np.datetime64(str(v)), "left")) for v in rng)
+            lo, hi = (int(np.searchsorted(t, _split_time(name, v, t[0]), "left")) for v in rng)
         if not 0 <= lo <= hi <= n:
             raise DataError(f"split '{name}' rows [{lo}, {hi}) do not fit a series of {n} steps")
         out[name] = (lo, hi)

@@ -51,6 +51,22 @@ class Persistence(nn.Module):
         return persistence(x, self.horizon).clone()
 
 
+def season_steps(period_hours: float | None, step_hours: float | None) -> int:
+    """A season given in hours as a whole number of the data's steps."""
+    if period_hours is None or not step_hours:
+        raise ValueError(
+            "seasonal naive: give period (steps), or period_hours on data with a regular time "
+            f"step (got period_hours {period_hours}, step_hours {step_hours})"
+        )
+    steps = period_hours / step_hours
+    if abs(steps - round(steps)) > 1e-6 or round(steps) < 1:
+        raise ValueError(
+            f"seasonal naive: period_hours {period_hours} is not a whole number of "
+            f"{step_hours} h steps"
+        )
+    return round(steps)
+
+
 class SeasonalNaive(nn.Module):
     """Seasonal naive as a net.  x: (B, T, ...) -> (B, horizon, ...).
 
@@ -59,11 +75,15 @@ class SeasonalNaive(nn.Module):
 
     Args:
         horizon: forecast steps.
-        period: season length in steps (e.g. 4 for a daily cycle at 6-hourly steps).
+        period: season length in steps (e.g. 4 for a daily cycle at 6-hourly steps); or None
+            with ``period_hours``.
         context: T, to refuse a period longer than the context at build time.
         grid: (H, W) for gridded data.
         variables: input names (sensor data: to find the targets among the features).
         targets: target names; empty or equal to ``variables``: every input is a target.
+        period_hours: the season in hours (24: a day), turned into steps with ``step_hours``,
+            so one config serves hourly and 15-minute files alike.
+        step_hours: hours between steps (the run passes the data's).
     """
 
     target_index: Tensor  # a buffer, declared for the type checker
@@ -71,13 +91,17 @@ class SeasonalNaive(nn.Module):
     def __init__(
         self,
         horizon: int,
-        period: int,
-        context: int,
+        period: int | None = None,
+        context: int = 0,
         grid: tuple[int, int] | None = None,
         variables: Sequence[str] = (),
         targets: Sequence[str] = (),
+        period_hours: float | None = None,
+        step_hours: float | None = None,
     ) -> None:
         super().__init__()
+        if period is None:
+            period = season_steps(period_hours, step_hours)
         if not 0 < period <= context:
             raise ValueError(f"period: expected 1 <= period <= context {context}, got {period}")
         self.horizon, self.period, self.gridded = horizon, period, grid is not None

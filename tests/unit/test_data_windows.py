@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -52,6 +54,25 @@ def test_date_splits():
         },
     )
     assert b["train"] == (0, 1460) and b["val"][0] == 1460 and b["test"][1] == len(times)
+
+
+@pytest.mark.parametrize("freq,per_hour", [("1h", 1), ("15min", 4)])
+def test_offset_splits_give_the_informer_protocol_at_any_rate_and_start(freq, per_hour):
+    """ETT's 12/4/4 months of 30 days from the first time: ETTh rows, and x4 on ETTm files."""
+    spec = {"train": ["+0D", "+360D"], "val": ["+360D", "+480D"], "test": ["+480D", "+600D"]}
+    for start in ("2016-07-01", "2019-03-15 06:00"):  # any file's dates, not ETT's own
+        times = pd.date_range(start, periods=17420 * per_hour, freq=freq).values
+        b = resolve_splits(times, spec)
+        rows = {"train": (0, 8640), "val": (8640, 11520), "test": (11520, 14400)}
+        assert b == {k: (lo * per_hour, hi * per_hour) for k, (lo, hi) in rows.items()}
+
+
+@pytest.mark.parametrize("bound", ["+36xD", "soon"])
+def test_a_split_bound_that_is_no_row_date_or_offset_is_named(bound):
+    times = pd.date_range("2016-07-01", periods=100, freq="1h").values
+    spec = {"train": ["+0D", bound], "val": ["+3D", "+4D"], "test": ["+4D", "+4D"]}
+    with pytest.raises(DataError, match=re.escape(f"split 'train': bound '{bound}' is neither")):
+        resolve_splits(times, spec)
 
 
 def test_overlapping_splits_refused():

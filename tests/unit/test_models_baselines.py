@@ -14,6 +14,23 @@ def test_persistence_and_seasonal_naive_hand_values():
         SeasonalNaive(3, period=8, context=6)
 
 
+@pytest.mark.parametrize("step_hours,steps", [(1.0, 24), (0.25, 96), (6.0, 4)])
+def test_a_season_in_hours_becomes_the_data_s_steps(step_hours, steps):
+    net = SeasonalNaive(3, context=96, period_hours=24, step_hours=step_hours)
+    assert net.period == steps
+    x = torch.arange(96.0).reshape(1, 96, 1)
+    assert net(x).flatten().tolist() == [96.0 - steps, 97.0 - steps, 98.0 - steps]
+
+
+@pytest.mark.parametrize(
+    "hours,step,match",
+    [(24, None, "regular time step"), (None, 1.0, "give period"), (24, 5.0, "whole number")],
+)
+def test_a_season_in_hours_that_fits_no_whole_step_count_is_refused(hours, step, match):
+    with pytest.raises(ValueError, match=match):
+        SeasonalNaive(3, context=96, period_hours=hours, step_hours=step)
+
+
 def test_climatology_month_hour_from_train_only():
     times = np.array(
         ["2020-01-01T00", "2020-01-01T12", "2020-01-02T00", "2020-01-02T12", "2020-02-01T00",
