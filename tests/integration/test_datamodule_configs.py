@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -145,3 +147,21 @@ def test_every_data_config_satisfies_the_data_protocols(name, tmp_path, monkeypa
     # every module but Moving MNIST (independent sequences) is one continuous series
     expected = [] if name != "moving_mnist" else ["dataset", "target_series"]
     assert missing_members(dm, SeriesData) == expected
+
+
+@pytest.mark.parametrize(
+    "freq,per_hour,start", [("1h", 1, "2019-03-15"), ("15min", 4, "2016-07-01")]
+)
+def test_the_ett_config_gives_any_ett_file_the_informer_protocol(freq, per_hour, start, tmp_path):
+    """12/4/4 months of 30 days from the file's own start: ETTh rows, x4 on a 15-minute file."""
+    n = 14500 * per_hour
+    cols = ["HUFL", "HULL", "MUFL", "MULL", "LUFL", "LULL", "OT"]
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(n, len(cols))).astype("float32"), columns=cols)
+    table.insert(0, "date", pd.date_range(start, periods=n, freq=freq).strftime("%Y-%m-%d %H:%M"))
+    path = tmp_path / "ett.csv"
+    table.to_csv(path, index=False)
+    dm = instantiate(_data_cfg("etth1", tmp_path, [f"data.source.path={path}"]))
+    dm.setup("fit")
+    rows = {"train": (0, 8640), "val": (8640, 11520), "test": (11520, 14400)}
+    assert dm.bounds() == {k: (a * per_hour, b * per_hour) for k, (a, b) in rows.items()}
