@@ -85,7 +85,15 @@ def resolve_splits(times: np.ndarray, splits: SplitSpec) -> dict[str, tuple[int,
             t = np.asarray(times)
             if not np.issubdtype(t.dtype, np.datetime64):
                 raise DataError(f"split '{name}' uses dates {rng} but the time axis is {t.dtype}")
-            lo, hi = (int(np.searchsorted(t, _split_time(name, v, t[0]), "left")) for v in rng)
+            bounds = [_split_time(name, v, t[0]) for v in rng]
+            if str(rng[1]).startswith("+") and len(t) > 1 and bounds[1] > t[-1] + (t[-1] - t[-2]):
+                # rows past the end are refused; so is an offset past the end (a short file)
+                raise DataError(
+                    f"split '{name}' ends {rng[1]} after the first time "
+                    f"({pd.Timestamp(bounds[1])}), past the data's last time "
+                    f"{pd.Timestamp(t[-1])}: the protocol needs a longer series"
+                )
+            lo, hi = (int(np.searchsorted(t, b, "left")) for b in bounds)
         if not 0 <= lo <= hi <= n:
             raise DataError(f"split '{name}' rows [{lo}, {hi}) do not fit a series of {n} steps")
         out[name] = (lo, hi)

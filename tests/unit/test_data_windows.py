@@ -67,6 +67,16 @@ def test_offset_splits_give_the_informer_protocol_at_any_rate_and_start(freq, pe
         assert b == {k: (lo * per_hour, hi * per_hour) for k, (lo, hi) in rows.items()}
 
 
+def test_an_offset_split_past_the_end_of_a_short_file_is_refused():
+    spec = {"train": ["+0D", "+360D"], "val": ["+360D", "+480D"], "test": ["+480D", "+600D"]}
+    short = pd.date_range("2016-07-01", periods=500 * 24, freq="1h").values  # 500 days
+    past = r"split 'test' ends \+600D .*2018-02-21.* past the data's last time 2017-11-12 23:00"
+    with pytest.raises(DataError, match=past):
+        resolve_splits(short, spec)
+    exact = pd.date_range("2016-07-01", periods=600 * 24, freq="1h").values  # ends one step short
+    assert resolve_splits(exact, spec)["test"] == (11520, 14400)
+
+
 @pytest.mark.parametrize("bound", ["+36xD", "soon"])
 def test_a_split_bound_that_is_no_row_date_or_offset_is_named(bound):
     times = pd.date_range("2016-07-01", periods=100, freq="1h").values
