@@ -23,12 +23,15 @@ def _net_kwargs(partial: Any, spec: DataSpec) -> dict[str, Any]:
     return {f.name: getattr(spec, f.name) for f in fields(spec) if f.name in params}
 
 
-def build_net(partial: Any, spec: DataSpec, dm: Any) -> tuple[torch.nn.Module, dict[str, Any]]:
+def build_net(
+    partial: Any, spec: DataSpec, dm: Any, key: str = "model.net"
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The net of a config partial, and the DataSpec fields it was built with.
 
     A net class with a ``fit_baseline(series, spec, **options)`` classmethod (a fitted baseline
     such as climatology) is fitted on the data module's training split instead of constructed;
     the data module is set up first (its normaliser is fitted on the training split there).
+    ``key`` names the partial's config key in the error raised when it does not fit the data.
     """
     kwargs = _net_kwargs(partial, spec)
     fit = getattr(partial.func, "fit_baseline", None)
@@ -36,7 +39,7 @@ def build_net(partial: Any, spec: DataSpec, dm: Any) -> tuple[torch.nn.Module, d
         try:
             return partial(**kwargs), kwargs
         except ValueError as e:  # arguments that do not fit the data (e.g. a patch vs the grid)
-            raise ConfigError(f"model.net: {e}") from e
+            raise ConfigError(f"{key}: {e}") from e
     dm.setup("fit")
     return fit(dm.target_series(), spec, **partial.keywords), kwargs
 

@@ -86,13 +86,23 @@ class TrainResult:
     step_hours: float | None = None
 
 
-def _references(cfg: DictConfig, dm: Any, spec: DataSpec) -> dict[str, float]:
-    """The preset's ``references`` (name -> net partial) scored on the test windows."""
-    nets = {
-        str(name): build_net(instantiate(ref), spec, dm)[0]
-        for name, ref in cfg.references.items()
+def _reference_nets(cfg: DictConfig, dm: Any, spec: DataSpec) -> dict[str, torch.nn.Module]:
+    """The preset's ``references`` (name -> net partial), built before training.
+
+    A reference that does not fit the data (a season longer than the context) is then a
+    one-line error before any epoch, not after the run has trained.
+    """
+    return {
+        str(name): build_net(instantiate(ref), spec, dm, key=f"references.{name}")[0]
+        for name, ref in (cfg.get("references") or {}).items()
         if ref is not None  # `references.NAME=null` switches one off
     }
+
+
+def _references(
+    cfg: DictConfig, dm: Any, spec: DataSpec, nets: dict[str, torch.nn.Module]
+) -> dict[str, float]:
+    """The reference nets scored on the test windows with the model's error sums."""
     options = metric_options(dm, spec)
     limit = cfg.trainer.get("limit_test_batches")
     return score_references(
@@ -149,6 +159,7 @@ def train(cfg: DictConfig) -> TrainResult:
     net_partial = instantiate(cfg.model.net)
     net, spec_kwargs = build_net(net_partial, spec, dm)
     task = instantiate(cfg.model, net=net, **metric_options(dm, spec))
+    reference_nets = _reference_nets(cfg, dm, spec)
 
     logger = _logger(cfg)
     # `callbacks.NAME=null` switches one off
@@ -186,8 +197,8 @@ def train(cfg: DictConfig) -> TrainResult:
     val_score = best if best is not None else trainer.callback_metrics.get(cfg.monitor)
     tested = trainer.test(task, datamodule=dm, verbose=False)[0]
     metrics = {k: float(v) for k, v in tested.items()} | task.lead_metrics
-    if trainer.is_global_zero and cfg.get("references"):  # same windows, same error sums
-        references = _references(cfg, dm, spec)
+    if trainer.is_global_zero and reference_nets:  # same windows, same error sums
+        references = _references(cfg, dm, spec, reference_nets)
         metrics.update(references)
         if logger is not None:
             logger.log_metrics(references)

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pytest
 from omegaconf import open_dict
 
+from forecast.errors import ConfigError
 from forecast.runs.train import train
 
 
@@ -57,3 +59,12 @@ def test_tracked_run_has_metrics_config_and_a_loadable_model(train_cfg, compose_
     y = model.predict(x)
     assert y.shape == (3, cfg.horizon, 1, 16, 16)
     assert np.isfinite(y).all()
+
+
+def test_a_reference_that_does_not_fit_the_data_is_refused_before_any_epoch(train_cfg):
+    season = {"_target_": "forecast.models.baselines.SeasonalNaive", "_partial_": True}
+    with open_dict(train_cfg):  # a season longer than the context cannot be looked up
+        train_cfg.references = {"seasonal_naive": season | {"period": train_cfg.context_steps + 1}}
+    with pytest.raises(ConfigError, match="references.seasonal_naive: period"):
+        train(train_cfg)
+    assert not list(Path(train_cfg.paths.output_dir).rglob("*.ckpt"))  # nothing was trained
