@@ -1,4 +1,4 @@
-"""OpenSTL's video metrics per frame (MSE, MAE, SSIM, PSNR) and its ConvLSTM's published figures.
+"""OpenSTL's video metrics per frame (MSE, MAE, SSIM, PSNR), scored on a preset's test windows.
 
 Shared by ``benchmarks.skill_video`` (a tracked preset run) and ``benchmarks.video_budget`` (a
 fixed wall-clock budget on a GPU); imports neither MLflow nor the run module.
@@ -7,8 +7,12 @@ fixed wall-clock budget on a GPU); imports neither MLflow nor the run module.
 from __future__ import annotations
 
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
+
+from forecast.models.baselines import persistence
 
 # OpenSTL's ConvLSTM-S (15.0M parameters), Moving MNIST 10 -> 10, 200 epochs on one GPU
 # (docs/en/model_zoos/video_benchmarks.md, "STL Benchmarks on MMNIST")
@@ -61,3 +65,30 @@ class FrameScores:
             "ssim": self.ssim / n,
             "psnr": self.psnr / n,
         }
+
+
+def frame_pixels(cfg: DictConfig) -> int:
+    """Pixels per frame (C x H x W) of the preset's data: the factor from per-pixel means."""
+    spec = instantiate(cfg.data).describe()
+    assert spec.grid is not None, "video presets are gridded"
+    h, w = spec.grid
+    return int(spec.out_channels or spec.in_channels) * int(h) * int(w)
+
+
+def score_test_windows(cfg: DictConfig, net: torch.nn.Module | None) -> dict[str, dict[str, float]]:
+    """OpenSTL's metrics of persistence (and ``net``) on the run's test windows."""
+    dm = instantiate(cfg.data)
+    dm.setup("test")
+    limit = cfg.trainer.get("limit_test_batches")  # the same windows the run was tested on
+    scores = {"persistence": FrameScores()} | ({"model": FrameScores()} if net else {})
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as the run was tested
+    net = net.to(device) if net is not None else None
+    with torch.no_grad():
+        for i, batch in enumerate(dm.test_dataloader()):
+            if isinstance(limit, int) and i >= limit:
+                break
+            x, y = batch["x"].to(device), batch["y"].to(device)
+            scores["persistence"].update(persistence(x, y.shape[1]), y)
+            if net is not None:
+                scores["model"].update(net(x), y)
+    return {k: v.compute() for k, v in scores.items()}

@@ -33,23 +33,20 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.frame_scores import HIGHER_IS_BETTER, METRICS, OPENSTL_CONVLSTM, FrameScores
+from benchmarks.frame_scores import (
+    HIGHER_IS_BETTER,
+    METRICS,
+    OPENSTL_CONVLSTM,
+    frame_pixels,
+    score_test_windows,
+)
 from benchmarks.skill_rows import QUICK, Row, compose_case, json_line
 from forecast.errors import ForecastError
-from forecast.models.baselines import persistence
 from forecast.runs.build import build_net
 from forecast.runs.train import train
 from forecast.training.checkpoints import load_checkpoint_file
 
 VIDEO_PRESETS = ("moving_mnist", "moving_mnist_fast")
-
-
-def frame_pixels(cfg: DictConfig) -> int:
-    """Pixels per frame (C x H x W) of the preset's data: the factor from per-pixel means."""
-    spec = instantiate(cfg.data).describe()
-    assert spec.grid is not None, "video presets are gridded"
-    h, w = spec.grid
-    return int(spec.out_channels or spec.in_channels) * int(h) * int(w)
 
 
 def best_net(cfg: DictConfig, checkpoint: str | Path | None = None) -> torch.nn.Module:
@@ -62,25 +59,6 @@ def best_net(cfg: DictConfig, checkpoint: str | Path | None = None) -> torch.nn.
     state = load_checkpoint_file(checkpoint)["state_dict"]
     net.load_state_dict({k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")})
     return net.eval()
-
-
-def score_test_windows(cfg: DictConfig, net: torch.nn.Module | None) -> dict[str, dict[str, float]]:
-    """OpenSTL's metrics of persistence (and ``net``) on the run's test windows."""
-    dm = instantiate(cfg.data)
-    dm.setup("test")
-    limit = cfg.trainer.get("limit_test_batches")  # the same windows the run was tested on
-    scores = {"persistence": FrameScores()} | ({"model": FrameScores()} if net else {})
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # as the run was tested
-    net = net.to(device) if net is not None else None
-    with torch.no_grad():
-        for i, batch in enumerate(dm.test_dataloader()):
-            if isinstance(limit, int) and i >= limit:
-                break
-            x, y = batch["x"].to(device), batch["y"].to(device)
-            scores["persistence"].update(persistence(x, y.shape[1]), y)
-            if net is not None:
-                scores["model"].update(net(x), y)
-    return {k: v.compute() for k, v in scores.items()}
 
 
 def video_rows(

@@ -38,10 +38,15 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.frame_scores import HIGHER_IS_BETTER, METRICS, OPENSTL_CONVLSTM, FrameScores
+from benchmarks.frame_scores import (
+    HIGHER_IS_BETTER,
+    METRICS,
+    OPENSTL_CONVLSTM,
+    frame_pixels,
+    score_test_windows,
+)
 from benchmarks.skill_rows import Row, compose_case, json_line
 from forecast.errors import ForecastError
-from forecast.models.baselines import persistence
 from forecast.runs.build import build_net, metric_options
 from forecast.training.trainer_options import trainer_options
 
@@ -77,8 +82,8 @@ class Clock(L.Callback):
         return statistics.median(gaps)
 
 
-def fit(cfg: DictConfig, precision: str, **trainer_kwargs: Any) -> tuple[Any, Any, Clock]:
-    """Build the run's data, net and task from ``cfg`` and train them; (task, data, clock)."""
+def fit(cfg: DictConfig, precision: str, **trainer_kwargs: Any) -> tuple[Any, Clock]:
+    """Build the run's data, net and task from ``cfg`` and train them; (task, clock)."""
     L.seed_everything(int(cfg.seed), workers=True)
     dm = instantiate(cfg.data)
     spec = dm.describe()
@@ -90,22 +95,7 @@ def fit(cfg: DictConfig, precision: str, **trainer_kwargs: Any) -> tuple[Any, An
     clock = Clock()
     trainer: L.Trainer = instantiate(options, callbacks=[clock])
     trainer.fit(task, datamodule=dm)
-    return task, dm, clock
-
-
-def score(task: Any, dm: Any) -> dict[str, dict[str, float]]:
-    """OpenSTL's metrics of the trained net and of persistence on the test windows (fp32)."""
-    # Lightning's teardown moves the module back to the CPU after fit: score where it trained
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = task.net.eval().to(device)
-    dm.setup("test")
-    scores = {"model": FrameScores(), "persistence": FrameScores()}
-    with torch.no_grad():
-        for batch in dm.test_dataloader():
-            x, y = batch["x"].to(device), batch["y"].to(device)
-            scores["model"].update(net(x), y)
-            scores["persistence"].update(persistence(x, y.shape[1]), y)
-    return {k: v.compute() for k, v in scores.items()}
+    return task, clock
 
 
 def run(preset: str, minutes: float, precision: str, overrides: list[str]) -> dict[str, Any]:
@@ -113,7 +103,7 @@ def run(preset: str, minutes: float, precision: str, overrides: list[str]) -> di
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its kernels once
     with tempfile.TemporaryDirectory(prefix="video-budget-") as tmp:
         cfg = compose_case(preset, None, 7, Path(tmp), overrides)
-        _, dm, clock = fit(cfg, precision, max_steps=WARM_STEPS + TIMED_STEPS + 1,
+        _, clock = fit(cfg, precision, max_steps=WARM_STEPS + TIMED_STEPS + 1,
                            limit_val_batches=0)  # fmt: skip
         step_s = clock.seconds_per_step(WARM_STEPS)
         print(f"timed: {step_s * 1e3:.1f} ms a training step", file=sys.stderr, flush=True)
@@ -127,16 +117,15 @@ def run(preset: str, minutes: float, precision: str, overrides: list[str]) -> di
         began = time.perf_counter()
         guard = int(minutes * 60 * 1.15)  # Lightning's max_time: DD:HH:MM:SS
         stop = f"00:{guard // 3600:02d}:{guard // 60 % 60:02d}:{guard % 60:02d}"
-        task, dm, clock = fit(cfg, precision, max_time=stop)
+        task, clock = fit(cfg, precision, max_time=stop)
         trained_s = time.perf_counter() - began
         print(f"trained: {len(clock.epochs)} of {epochs} epochs in {trained_s:.0f} s; val/mse "
               f"{[round(e[1], 6) for e in clock.epochs]}", file=sys.stderr, flush=True)  # fmt: skip
         began = time.perf_counter()
-        scored = score(task, dm)
+        scored = score_test_windows(cfg, task.net.eval())  # the final weights, on the GPU if any
         print(f"scored in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
-    spec = dm.describe()
     return {
-        "pixels": int(spec.out_channels or spec.in_channels) * int(spec.grid[0] * spec.grid[1]),
+        "pixels": frame_pixels(cfg),
         "cfg": cfg,
         "scored": scored,
         "epochs_log": clock.epochs,
